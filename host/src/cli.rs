@@ -1,0 +1,100 @@
+//! What the user typed: the command line, parsed and nothing more. Turning it
+//! into the settings walship runs with is `settings.rs`'s job.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "walship",
+    version,
+    about = "Continuous archiving for PostgreSQL, with sandboxed WebAssembly storage backends",
+    long_about = "Continuous archiving for PostgreSQL.\n\n\
+        In postgresql.conf:\n  archive_command = 'walship wal-push %p'\n  restore_command = 'walship wal-fetch %f %p'\n\n\
+        Settings come from flags, then environment variables (WALSHIP_* and WAL-G's names), then the TOML file \
+        given by --config or WALSHIP_CONFIG."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct GlobalArgs {
+    /// TOML settings file [env: WALSHIP_CONFIG]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the archive lives, e.g. file:///var/lib/walship [env: WALSHIP_PREFIX, WALG_FILE_PREFIX, ...]
+    #[arg(long, global = true, value_name = "URL")]
+    pub prefix: Option<String>,
+    /// Use this plugin file instead of the bundled one for the prefix's scheme [env: WALSHIP_PLUGIN]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub plugin: Option<PathBuf>,
+    /// Where plugins are looked up by scheme [env: WALSHIP_PLUGIN_DIR]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub plugin_dir: Option<PathBuf>,
+    /// Cache of precompiled plugins [env: WALSHIP_CACHE_DIR; default ~/.cache/walship]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// error, warn, info, debug or trace [env: WALSHIP_LOG_LEVEL, WALG_LOG_LEVEL]
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Overall deadline for the command, in seconds [env: WALSHIP_TIMEOUT]
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Compression for new objects: zstd, lz4 or none [env: WALSHIP_COMPRESSION, WALG_COMPRESSION_METHOD]
+    #[arg(long, global = true, value_name = "METHOD")]
+    pub compression: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Archive one WAL file (PostgreSQL's archive_command: walship wal-push %p)
+    WalPush {
+        /// Path of the file, relative to the data directory (%p)
+        path: PathBuf,
+    },
+    /// Restore one WAL file (PostgreSQL's restore_command: walship wal-fetch %f %p)
+    WalFetch {
+        /// Name of the WAL file (%f)
+        name: String,
+        /// Where to put it (%p)
+        destination: PathBuf,
+    },
+    /// Raw object operations through the storage plugin (no archive format)
+    #[command(name = "st", subcommand)]
+    Storage(StorageCommand),
+    /// Inspect plugins
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StorageCommand {
+    /// List object keys under a key prefix
+    Ls {
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Copy an object to a local file
+    Get { key: String, file: PathBuf },
+    /// Store a local file as an object (overwrites)
+    Put { key: String, file: PathBuf },
+    /// Delete objects
+    Rm {
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Show a plugin's name, version, contract, schemes, features, limits and settings
+    Inspect {
+        /// A plugin file, or a scheme (file, s3, ...) to inspect the plugin serving it
+        plugin: String,
+    },
+}

@@ -1,0 +1,47 @@
+//! `walship plugin inspect <file|scheme>`: what a plugin is and what it claims.
+
+use std::path::PathBuf;
+
+use super::{Context, EXIT_FAILURE, Failure};
+use crate::plugin::{Plugin, WIT_VERSION};
+
+pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
+    let fail = |m: String| Failure::new(EXIT_FAILURE, format!("plugin inspect {plugin}: {m}"));
+    let path = if plugin.ends_with(".wasm") || plugin.contains('/') {
+        PathBuf::from(plugin)
+    } else {
+        super::plugin_path(&ctx.settings, plugin).map_err(|e| fail(format!("{e:#}")))?
+    };
+    let loaded = Plugin::load(&path, ctx.runtime_options()).map_err(|e| fail(format!("{e:#}")))?;
+    let info = loaded.info().await.map_err(|e| fail(e.to_string()))?;
+    let f = info.features;
+    let create_guarantee = if f.atomic_create_only {
+        "atomic (the store refuses a second create)"
+    } else if f.create_only {
+        "create-only, not atomic: walship reads each object back after writing it"
+    } else {
+        "none: walship checks before writing and reads back after (a racing writer can slip in between)"
+    };
+    println!("file:            {}", path.display());
+    println!("sha256:          {}", loaded.digest.0);
+    println!("backend:         {}", info.backend);
+    println!("plugin version:  {}", info.plugin_version);
+    println!("contract:        walship:storage@{WIT_VERSION}");
+    println!("schemes:         {}", info.schemes.join(", "));
+    println!("features:        {}", info.features.names().join(", "));
+    println!("create-only:     {create_guarantee}");
+    let l = info.limits;
+    println!(
+        "limits:          single put ≤ {} B, parts {}–{} B, ≤ {} parts, ≤ {} keys per delete",
+        l.max_single_put, l.min_part_size, l.max_part_size, l.max_parts, l.max_delete_batch
+    );
+    if info.config_keys.is_empty() {
+        println!("settings:        (none)");
+    }
+    for k in &info.config_keys {
+        println!("setting:         {}{} — {}", k.name, if k.secret { " (secret)" } else { "" }, k.description);
+    }
+    println!("compiled:        {:?}", loaded.load_path);
+    let _ = EXIT_FAILURE;
+    Ok(())
+}

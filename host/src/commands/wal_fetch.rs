@@ -1,0 +1,90 @@
+//! `walship wal-fetch %f %p`: PostgreSQL's restore_command.
+//!
+//! Exit codes, and why:
+//! - 0: the file is at `%p`, verified against its checksum.
+//! - 1: the file is not in the archive (and the archive is believably this
+//!   cluster's). PostgreSQL asks for files that do not exist all the time
+//!   (the next timeline's history, the segment after the end of the archive).
+//! - a real error (storage unreachable after retries, checksum mismatch,
+//!   authentication, a prefix with no archive or another cluster's): exit
+//!   126 when the data directory has no `standby.signal`, so PostgreSQL stops
+//!   recovery loudly instead of treating the file as missing, ending recovery
+//!   early and promoting on incomplete WAL (WAL-G issue #1126). A standby
+//!   (`standby.signal`) gets 1: it retries and can fall back to streaming.
+//!
+//! Nothing partial ever appears at `%p`: the file is written under a
+//! temporary name in the same directory and renamed once complete.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{Context, EXIT_FAILURE, EXIT_STOP_RECOVERY, Failure};
+use crate::archive::{Archive, ArchiveError};
+use crate::identity::IdentityCache;
+use crate::logging::{LogLevelFilter, log_line};
+use crate::pg_control::read_cluster_identity;
+use crate::retry::Retrying;
+use crate::wal_name::WalFileName;
+
+/// The exit code for a real (non-"not found") error in this data directory.
+pub fn real_error_code(cwd: &Path) -> u8 {
+    if cwd.join("standby.signal").exists() { EXIT_FAILURE } else { EXIT_STOP_RECOVERY }
+}
+
+pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Failure> {
+    let real_error = |m: String| Failure::new(real_error_code(&ctx.cwd), format!("wal-fetch {name}: {m}"));
+    let name = WalFileName::parse(name).map_err(|e| real_error(e.to_string()))?;
+    // A data directory restored from a base backup has the cluster's control
+    // file; without one (fetching by hand elsewhere) checks that need it are skipped.
+    let local = read_cluster_identity(&ctx.cwd).ok();
+
+    let prefix = ctx.prefix().map_err(|e| real_error(format!("{e:#}")))?;
+    let plugin = ctx.load_plugin().map_err(|e| real_error(format!("{e:#}")))?;
+    let info = plugin.info().await.map_err(|e| real_error(e.to_string()))?;
+    let store = plugin.open(prefix, ctx.plugin_config(&info)).await.map_err(|e| real_error(format!("{e}{}", super::storage_hint(&e))))?;
+    let identities = IdentityCache::new(ctx.settings.cache_dir.as_deref());
+    let mut archive = Archive::new(Retrying::new(store, ctx.retry_policy()), prefix, ctx.settings.compression, &identities);
+
+    let bytes = match archive.fetch(&name, local.as_ref()).await {
+        Ok(b) => b,
+        Err(ArchiveError::NotInArchive(_)) => {
+            return Err(Failure::new(EXIT_FAILURE, format!("wal-fetch {name}: not in the archive at {prefix}")));
+        }
+        Err(e) => return Err(real_error(e.to_string())),
+    };
+    write_into_place(destination, &bytes).map_err(|e| real_error(format!("cannot write {}: {e}", destination.display())))?;
+    if ctx.settings.log_level >= LogLevelFilter::Info {
+        log_line(LogLevelFilter::Info, &format!("{name} restored from {prefix}"));
+    }
+    if ctx.settings.timings {
+        eprintln!("walship: timings: op=fetch total_ms={:.2} plugin_load={:?}", ctx.started.elapsed().as_secs_f64() * 1e3, plugin.load_path);
+    }
+    Ok(())
+}
+
+/// Removes the temporary file unless it was renamed into place, including
+/// when the command is cancelled (its future dropped) by a signal or deadline.
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn write_into_place(destination: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = destination.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = destination.file_name().ok_or_else(|| std::io::Error::other("destination has no file name"))?;
+    let tmp_path = dir.join(format!(".{}.walship-{}", file_name.to_string_lossy(), std::process::id()));
+    let mut guard = TempFile(Some(tmp_path.clone()));
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp_path)?;
+    f.write_all(bytes)?;
+    // No fsync: PostgreSQL reads the file right away and fetches it again if
+    // the machine crashes during recovery.
+    drop(f);
+    std::fs::rename(&tmp_path, destination)?;
+    guard.0 = None;
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! walship: continuous archiving for PostgreSQL.
+//!
+//! A thin binary: parse the command line, resolve settings once, run one
+//! command under a deadline and signal handling, and exit with the code
+//! PostgreSQL expects.
+
+mod archive;
+mod cli;
+mod commands;
+mod identity;
+mod logging;
+mod object_format;
+mod pg_control;
+mod plugin;
+mod retry;
+mod settings;
+mod storage;
+mod transfer;
+mod wal_name;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use cli::{Cli, Command, PluginCommand};
+use commands::{Context, EXIT_FAILURE, Failure};
+
+fn main() -> ExitCode {
+    let started = Instant::now();
+    let cli = Cli::parse();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    // What code a failure outside the command itself (bad settings, deadline,
+    // signal) must produce depends on the command.
+    let failure_code = match &cli.command {
+        Command::WalFetch { .. } => commands::wal_fetch::real_error_code(&cwd),
+        _ => EXIT_FAILURE,
+    };
+    let settings = match settings::resolve(&cli.global, &settings::Environment::capture()) {
+        Ok(s) => s,
+        Err(e) => return exit(Err(Failure::new(failure_code, format!("configuration: {e}")))),
+    };
+    start_watchdog(settings.deadline + Duration::from_secs(10), failure_code);
+    let deadline = settings.deadline;
+    let ctx = Context { settings, cwd, started };
+
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return exit(Err(Failure::new(failure_code, format!("cannot start: {e}")))),
+    };
+    let result = runtime.block_on(async {
+        tokio::select! {
+            r = tokio::time::timeout(deadline, run(&ctx, &cli.command)) => r.unwrap_or_else(|_| Err(Failure::new(
+                failure_code,
+                format!("gave up after the {}s deadline (WALSHIP_TIMEOUT)", deadline.as_secs()),
+            ))),
+            // Dropping the command's future runs its cleanup guards (temporary
+            // files are removed) before we exit.
+            signal = termination_signal() => Err(Failure::new(failure_code, format!("interrupted by {signal}"))),
+        }
+    });
+    exit(result)
+}
+
+async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
+    match command {
+        Command::WalPush { path } => commands::wal_push::run(ctx, path).await,
+        Command::WalFetch { name, destination } => commands::wal_fetch::run(ctx, name, destination).await,
+        Command::Storage(op) => commands::storage_ops::run(ctx, op).await,
+        Command::Plugin(PluginCommand::Inspect { plugin }) => commands::plugin_inspect::run(ctx, plugin).await,
+    }
+}
+
+fn exit(result: Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("walship: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn termination_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// The last line of defence: if the command is stuck where the async
+/// deadline cannot reach it (a blocking filesystem call on a hung mount),
+/// exit anyway, so PostgreSQL never waits forever.
+fn start_watchdog(after: Duration, code: u8) {
+    let _ = std::thread::Builder::new().name("walship-watchdog".into()).spawn(move || {
+        std::thread::sleep(after);
+        eprintln!("walship: still running {}s after the deadline; exiting", after.as_secs());
+        std::process::exit(i32::from(code));
+    });
+}

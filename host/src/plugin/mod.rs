@@ -1,0 +1,375 @@
+//! The plugin runtime: loads a storage plugin (a wasm component), sandboxes
+//! it, and exposes it as an `ObjectStore`.
+//!
+//! This module knows nothing of PostgreSQL or of walship's object format.
+
+mod bindings;
+mod cache;
+mod convert;
+mod engine;
+mod sandbox;
+mod state;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceAny};
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi_http::WasiHttpCtx;
+
+pub use bindings::WIT_VERSION;
+pub use cache::{ComponentCache, LoadPath, PluginDigest};
+pub use sandbox::{Grants, SandboxPolicy};
+
+use bindings::StoragePluginPre;
+use bindings::exports::walship::storage::backend::Error as WitError;
+use state::{MemoryLimiter, PluginState};
+
+use crate::logging::LogLevelFilter;
+use crate::storage::{
+    BackendInfo, ByteRange, Key, ListOptions, ListPage, ObjectMeta, ObjectStore, PartReceipt, PutOptions,
+    StorageError,
+};
+
+/// Limits and knobs of the runtime, resolved from settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Where precompiled plugins are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Cap on a plugin instance's linear memory.
+    pub memory_limit_bytes: usize,
+    /// Wall-clock limit for one call into a plugin.
+    pub call_timeout: Duration,
+    pub policy: SandboxPolicy,
+    pub log_level: LogLevelFilter,
+}
+
+/// A loaded plugin: compiled code plus a linker, ready to instantiate.
+pub struct Plugin {
+    engine: Engine,
+    pre: StoragePluginPre<PluginState>,
+    pub digest: PluginDigest,
+    pub load_path: LoadPath,
+    options: RuntimeOptions,
+}
+
+impl Plugin {
+    /// Loads the plugin file at `path` (from the precompiled cache if possible).
+    pub fn load(path: &Path, options: RuntimeOptions) -> Result<Self> {
+        let engine = engine::new_engine().map_err(wasm_err).context("cannot create the WebAssembly engine")?;
+        let cache = match &options.cache_dir {
+            Some(dir) => ComponentCache::new(dir),
+            None => ComponentCache::disabled(),
+        };
+        let (component, digest, load_path) = cache.load(&engine, path)?;
+        let pre = link(&engine, &component)
+            .map_err(wasm_err)
+            .with_context(|| format!("{} is not a walship storage plugin (walship:storage@{WIT_VERSION})", path.display()))?;
+        engine::start_epoch_ticker(&engine);
+        Ok(Self { engine, pre, digest, load_path, options })
+    }
+
+    /// Static facts, from an instance with no grants at all.
+    pub async fn info(&self) -> Result<BackendInfo, StorageError> {
+        let mut instance = self.instantiate(&Grants::default(), "plugin").await?;
+        let info = instance
+            .call(self.options.call_timeout, "info", async |b, store| {
+                Ok(Ok(b.walship_storage_backend().call_info(store).await?))
+            })
+            .await?;
+        Ok(convert::info(info))
+    }
+
+    /// Opens a store at `prefix`: asks the plugin what it needs, checks that
+    /// against the policy, then opens it in an instance with exactly those grants.
+    pub async fn open(&self, prefix: &str, config: PluginConfig) -> Result<PluginStore<'_>, StorageError> {
+        let info = self.info().await?;
+        if !info.schemes.iter().any(|s| prefix.starts_with(&format!("{s}:"))) {
+            return Err(StorageError::InvalidConfig(format!(
+                "plugin {} serves {} prefixes, not {prefix}",
+                info.backend,
+                info.schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let grants = {
+            let mut planner = self.instantiate(&Grants::default(), &info.backend).await?;
+            let plain = config.plain.clone();
+            let prefix = &prefix.to_string();
+            let planned = planner
+                .call(self.options.call_timeout, "plan", async |b, store| {
+                    b.walship_storage_backend().call_plan(store, prefix, &plain).await
+                })
+                .await?;
+            convert::grants(planned)
+        };
+        self.options
+            .policy
+            .check(&grants, local_prefix_path(prefix).as_deref())
+            .map_err(|e| StorageError::InvalidConfig(e.to_string()))?;
+        for dir in &grants.directories {
+            if dir.writable && !dir.path.exists() {
+                std::fs::create_dir_all(&dir.path).map_err(|e| {
+                    StorageError::InvalidConfig(format!("cannot create {}: {e}", dir.path.display()))
+                })?;
+            }
+        }
+        let mut store = PluginStore { plugin: self, info, grants, prefix: prefix.to_string(), config, live: None };
+        store.live().await?;
+        Ok(store)
+    }
+
+    async fn instantiate(&self, grants: &Grants, name: &str) -> Result<Instance, StorageError> {
+        let wasi = sandbox::wasi_context(grants).map_err(|e| StorageError::InvalidConfig(format!("{e:#}")))?;
+        let state = PluginState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: wasmtime::component::ResourceTable::new(),
+            gate: sandbox::NetworkGate {
+                granted: grants.endpoints.clone(),
+                policy: self.options.policy.clone(),
+                timeouts: Default::default(),
+                plugin_name: name.to_string(),
+            },
+            memory: MemoryLimiter { max_bytes: self.options.memory_limit_bytes, exceeded: false },
+            log_level: self.options.log_level,
+            deadline: Instant::now() + self.options.call_timeout,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(1);
+        // Every tick: yield to the executor (so the host-side timeout can
+        // fire) or, past the deadline, trap.
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let timeout = self.options.call_timeout;
+        let bindings = match tokio::time::timeout(timeout, self.pre.instantiate_async(&mut store)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return Err(fault(&store, "instantiate", e)),
+            Err(_) => return Err(StorageError::PluginTimeout(timeout)),
+        };
+        Ok(Instance { store, bindings })
+    }
+}
+
+fn link(engine: &Engine, component: &Component) -> wasmtime::Result<StoragePluginPre<PluginState>> {
+    let mut linker = Linker::<PluginState>::new(engine);
+    // The WASI a Rust wasm32-wasip2 program imports anyway; what it can reach
+    // through it is decided by the WasiCtx (see sandbox.rs), not by linking.
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    bindings::StoragePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    StoragePluginPre::new(linker.instantiate_pre(component)?)
+}
+
+/// The path of a `scheme:///path` prefix (no authority): the operator named
+/// that directory, so a plugin may be granted it.
+fn local_prefix_path(prefix: &str) -> Option<PathBuf> {
+    let (_, rest) = prefix.split_once("://")?;
+    rest.starts_with('/').then(|| PathBuf::from(rest.trim_end_matches('/')).components().collect())
+}
+
+/// Settings handed to a plugin: plain ones and secrets, separately.
+#[derive(Clone, Default)]
+pub struct PluginConfig {
+    pub plain: Vec<(String, String)>,
+    pub secrets: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for PluginConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets never reach a log, not even a debug one.
+        let names: Vec<&str> = self.secrets.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("PluginConfig").field("plain", &self.plain).field("secrets", &names).finish()
+    }
+}
+
+impl PluginConfig {
+    /// Picks exactly the settings the plugin declared, from `lookup`.
+    pub fn gather(info: &BackendInfo, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut config = Self::default();
+        for key in &info.config_keys {
+            if let Some(value) = lookup(&key.name) {
+                let bucket = if key.secret { &mut config.secrets } else { &mut config.plain };
+                bucket.push((key.name.clone(), value));
+            }
+        }
+        config
+    }
+}
+
+struct Instance {
+    store: Store<PluginState>,
+    bindings: bindings::StoragePlugin,
+}
+
+impl Instance {
+    /// Runs one call with the per-call deadline, turning traps, memory
+    /// exhaustion and timeouts into `StorageError`s.
+    async fn call<T>(
+        &mut self,
+        timeout: Duration,
+        op: &str,
+        f: impl AsyncFnOnce(&bindings::StoragePlugin, &mut Store<PluginState>) -> wasmtime::Result<Result<T, WitError>>,
+    ) -> Result<T, StorageError> {
+        self.store.data_mut().deadline = Instant::now() + timeout;
+        let Instance { store, bindings } = self;
+        match tokio::time::timeout(timeout, f(bindings, store)).await {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(e))) => Err(convert::error(e)),
+            Ok(Err(trap)) => Err(fault(&self.store, op, trap)),
+            Err(_) => Err(StorageError::PluginTimeout(timeout)),
+        }
+    }
+}
+
+fn fault(store: &Store<PluginState>, op: &str, e: wasmtime::Error) -> StorageError {
+    let state = store.data();
+    if state.memory.exceeded {
+        return StorageError::PluginFault(format!(
+            "{op}: plugin exceeded its memory limit of {} MiB (WALSHIP_PLUGIN_MEMORY_MIB)",
+            state.memory.max_bytes >> 20
+        ));
+    }
+    if Instant::now() >= state.deadline {
+        return StorageError::PluginFault(format!("{op}: plugin timed out (WALSHIP_PLUGIN_CALL_TIMEOUT)"));
+    }
+    let root = format!("{e:#}");
+    let first_line = root.lines().next().unwrap_or("trap").to_string();
+    StorageError::PluginFault(format!("{op}: plugin crashed: {first_line}"))
+}
+
+/// An open store backed by a plugin instance. A trap or timeout discards the
+/// instance; the next call instantiates and opens afresh.
+pub struct PluginStore<'p> {
+    plugin: &'p Plugin,
+    info: BackendInfo,
+    grants: Grants,
+    prefix: String,
+    config: PluginConfig,
+    live: Option<(Instance, ResourceAny)>,
+}
+
+impl PluginStore<'_> {
+    async fn live(&mut self) -> Result<&mut (Instance, ResourceAny), StorageError> {
+        if self.live.is_none() {
+            let mut instance = self.plugin.instantiate(&self.grants, &self.info.backend).await?;
+            let (prefix, plain, secrets) = (&self.prefix, &self.config.plain, &self.config.secrets);
+            let handle = instance
+                .call(self.plugin.options.call_timeout, "open", async |b, store| {
+                    b.walship_storage_backend().store().call_open(store, prefix, plain, secrets).await
+                })
+                .await?;
+            self.live = Some((instance, handle));
+        }
+        Ok(self.live.as_mut().unwrap())
+    }
+}
+
+/// Calls a method of the plugin's `store` resource, discarding the instance
+/// if the call faulted.
+macro_rules! store_call {
+    ($self:ident, $op:literal, |$b:ident, $store:ident, $h:ident| $call:expr) => {{
+        let timeout = $self.plugin.options.call_timeout;
+        let (instance, handle) = $self.live().await?;
+        let $h = *handle;
+        let result = instance.call(timeout, $op, async |$b, $store| $call.await).await;
+        if matches!(result, Err(StorageError::PluginFault(_) | StorageError::PluginTimeout(_))) {
+            $self.live = None;
+        }
+        result
+    }};
+}
+
+impl ObjectStore for PluginStore<'_> {
+    fn info(&self) -> &BackendInfo {
+        &self.info
+    }
+
+    async fn head(&mut self, key: &Key) -> Result<ObjectMeta, StorageError> {
+        let k = key.as_string();
+        let meta = store_call!(self, "head", |b, store, h| b.walship_storage_backend().store().call_head(store, h, k))?;
+        Ok(convert::meta(meta))
+    }
+
+    async fn get(&mut self, key: &Key, range: Option<ByteRange>) -> Result<(ObjectMeta, Vec<u8>), StorageError> {
+        let k = key.as_string();
+        let range = range.map(convert::range_to_wit);
+        let got = store_call!(self, "get", |b, store, h| b.walship_storage_backend().store().call_get(store, h, k, range))?;
+        Ok((convert::meta(got.meta), got.data))
+    }
+
+    async fn put(&mut self, key: &Key, data: &[u8], options: &PutOptions) -> Result<ObjectMeta, StorageError> {
+        let k = key.as_string();
+        let opts = convert::put_options_to_wit(options);
+        let meta = store_call!(self, "put", |b, store, h| b.walship_storage_backend().store().call_put(store, h, k, data, &opts))?;
+        Ok(convert::meta(meta))
+    }
+
+    async fn list_page(&mut self, options: &ListOptions) -> Result<ListPage, StorageError> {
+        let opts = convert::list_options_to_wit(options);
+        let page = store_call!(self, "list", |b, store, h| b.walship_storage_backend().store().call_list_objects(store, h, &opts))?;
+        Ok(convert::page(page))
+    }
+
+    async fn delete(&mut self, keys: &[Key]) -> Result<Vec<(String, StorageError)>, StorageError> {
+        let ks: Vec<String> = keys.iter().map(|k| k.as_str().to_string()).collect();
+        let failures = store_call!(self, "delete", |b, store, h| b.walship_storage_backend().store().call_delete(store, h, &ks))?;
+        Ok(failures.into_iter().map(|f| (f.key, convert::error(f.error))).collect())
+    }
+
+    async fn start_multipart(&mut self, key: &Key, options: &PutOptions) -> Result<String, StorageError> {
+        let k = key.as_string();
+        let opts = convert::put_options_to_wit(options);
+        store_call!(self, "start-multipart", |b, store, h| b
+            .walship_storage_backend()
+            .store()
+            .call_start_multipart(store, h, k, &opts))
+    }
+
+    async fn put_part(&mut self, key: &Key, upload_id: &str, number: u32, data: &[u8]) -> Result<PartReceipt, StorageError> {
+        let k = key.as_string();
+        let upload_id = &upload_id.to_string();
+        let r = store_call!(self, "put-part", |b, store, h| b
+            .walship_storage_backend()
+            .store()
+            .call_put_part(store, h, k, upload_id, number, data))?;
+        Ok(convert::receipt(r))
+    }
+
+    async fn complete_multipart(
+        &mut self,
+        key: &Key,
+        upload_id: &str,
+        parts: &[PartReceipt],
+        options: &PutOptions,
+    ) -> Result<ObjectMeta, StorageError> {
+        let k = key.as_string();
+        let upload_id = &upload_id.to_string();
+        let opts = convert::put_options_to_wit(options);
+        let parts: Vec<_> = parts.iter().map(convert::receipt_to_wit).collect();
+        let meta = store_call!(self, "complete-multipart", |b, store, h| b
+            .walship_storage_backend()
+            .store()
+            .call_complete_multipart(store, h, k, upload_id, &parts, &opts))?;
+        Ok(convert::meta(meta))
+    }
+
+    async fn abort_multipart(&mut self, key: &Key, upload_id: &str) -> Result<(), StorageError> {
+        let k = key.as_string();
+        let upload_id = &upload_id.to_string();
+        store_call!(self, "abort-multipart", |b, store, h| b
+            .walship_storage_backend()
+            .store()
+            .call_abort_multipart(store, h, k, upload_id))
+    }
+}
+
+fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e:#}")
+}

@@ -1,0 +1,242 @@
+//! What a plugin may touch. Nothing is reachable unless granted here: the
+//! plugin asks (`plan`, `host.request-endpoint`), the operator's policy bounds
+//! what may be granted, and the host links exactly that.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi_http::{WasiBody, WasiHttpHooks};
+
+/// A network endpoint (scheme, host, port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryGrant {
+    pub path: PathBuf,
+    pub writable: bool,
+}
+
+/// What a plugin asked for, for one configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    pub endpoints: Vec<Endpoint>,
+    pub directories: Vec<DirectoryGrant>,
+}
+
+/// The operator's bounds on grants.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxPolicy {
+    /// `host` or `host:port` entries. `None`: the endpoints a plugin derives
+    /// from the operator's own configuration are trusted, and endpoints
+    /// learned at run time must be on a host already granted.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Directories a plugin may be given besides the one a `scheme:///path`
+    /// prefix names.
+    pub allowed_directories: Vec<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GrantRefused {
+    #[error(
+        "plugin asked for directory {0} which is neither the prefix's path nor in allowed_directories (WALSHIP_ALLOW_DIRECTORIES)"
+    )]
+    Directory(String),
+    #[error("plugin asked for endpoint {0} which is not in allowed_hosts (WALSHIP_ALLOW_HOSTS)")]
+    Endpoint(String),
+}
+
+impl SandboxPolicy {
+    /// Checks a plugin's `plan` against the policy. `prefix_path` is the path
+    /// of a `scheme:///path` prefix: the operator named it, so a plugin may
+    /// have it.
+    pub fn check(&self, grants: &Grants, prefix_path: Option<&Path>) -> Result<(), GrantRefused> {
+        for dir in &grants.directories {
+            let inside = |root: &Path| dir.path.starts_with(root);
+            let ok = prefix_path.is_some_and(|p| dir.path == p)
+                || self.allowed_directories.iter().any(|d| inside(d));
+            if !ok || !dir.path.is_absolute() || dir.path.components().any(|c| c.as_os_str() == "..") {
+                return Err(GrantRefused::Directory(dir.path.display().to_string()));
+            }
+        }
+        if let Some(allowed) = &self.allowed_hosts {
+            for ep in &grants.endpoints {
+                if !host_allowed(allowed, ep) {
+                    return Err(GrantRefused::Endpoint(ep.to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an endpoint a plugin learned at run time may be added.
+    pub fn allows_runtime_endpoint(&self, granted: &[Endpoint], requested: &Endpoint) -> bool {
+        match &self.allowed_hosts {
+            Some(allowed) => host_allowed(allowed, requested),
+            None => granted.iter().any(|g| g.host.eq_ignore_ascii_case(&requested.host)),
+        }
+    }
+}
+
+fn host_allowed(allowed: &[String], ep: &Endpoint) -> bool {
+    allowed.iter().any(|entry| match entry.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => {
+            host.eq_ignore_ascii_case(&ep.host) && port.parse::<u16>() == Ok(ep.port)
+        }
+        _ => entry.eq_ignore_ascii_case(&ep.host),
+    })
+}
+
+/// Builds the WASI context: the granted directories preopened at their own
+/// path, stderr for panic messages, and nothing else: no environment, no
+/// arguments, no stdin/stdout, no sockets, no name lookups.
+pub fn wasi_context(grants: &Grants) -> anyhow::Result<WasiCtx> {
+    let mut b = WasiCtxBuilder::new();
+    b.inherit_stderr();
+    b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    b.socket_addr_check(|_, _| Box::pin(async { false }));
+    // Filesystem calls run on this thread instead of hopping to a blocking
+    // pool per call: a 16 MiB write is many calls, and the per-call deadline
+    // still holds through the process watchdog.
+    b.allow_blocking_current_thread(true);
+    for dir in &grants.directories {
+        let perms = if dir.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        let guest_path = dir.path.to_str().ok_or_else(|| anyhow::anyhow!("directory path is not UTF-8"))?;
+        b.preopened_dir(&dir.path, guest_path, perms).map_err(|e| {
+            anyhow::anyhow!("cannot open directory {} for the plugin: {e}", dir.path.display())
+        })?;
+    }
+    Ok(b.build())
+}
+
+/// Timeouts for one HTTP exchange a plugin makes, unless it asks for shorter.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpTimeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub between_bytes: Duration,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(60),
+            between_bytes: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The outbound HTTP gate: every request a plugin makes passes here, and only
+/// granted endpoints get through.
+pub struct NetworkGate {
+    pub granted: Vec<Endpoint>,
+    pub policy: SandboxPolicy,
+    pub timeouts: HttpTimeouts,
+    pub plugin_name: String,
+}
+
+type ResponseFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl NetworkGate {
+    fn permits(&self, uri: &http::Uri) -> bool {
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let Some(host) = uri.host() else { return false };
+        let port = uri.port_u16().unwrap_or(if scheme == "http" { 80 } else { 443 });
+        self.granted
+            .iter()
+            .any(|e| e.scheme.eq_ignore_ascii_case(scheme) && e.host.eq_ignore_ascii_case(host) && e.port == port)
+    }
+}
+
+impl WasiHttpHooks for NetworkGate {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> ResponseFuture {
+        drop(fut);
+        if !self.permits(request.uri()) {
+            eprintln!(
+                "walship: plugin {} tried to reach {} which was not granted; denied",
+                self.plugin_name,
+                request.uri().authority().map(|a| a.as_str()).unwrap_or("?")
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        let t = self.timeouts;
+        let mut options = options.unwrap_or_default();
+        let cap = |asked: Option<Duration>, max: Duration| Some(asked.map_or(max, |a| a.min(max)));
+        options.connect_timeout = cap(options.connect_timeout, t.connect);
+        options.first_byte_timeout = cap(options.first_byte_timeout, t.first_byte);
+        options.between_bytes_timeout = cap(options.between_bytes_timeout, t.between_bytes);
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = _> + Send>))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(host: &str, port: u16) -> Endpoint {
+        Endpoint { scheme: "https".into(), host: host.into(), port }
+    }
+
+    #[test]
+    fn directories_only_for_the_prefix_or_the_allowlist() {
+        let policy = SandboxPolicy::default();
+        let grants = |p: &str| Grants {
+            directories: vec![DirectoryGrant { path: PathBuf::from(p), writable: true }],
+            ..Grants::default()
+        };
+        assert!(policy.check(&grants("/archive"), Some(Path::new("/archive"))).is_ok());
+        assert!(policy.check(&grants("/"), Some(Path::new("/archive"))).is_err());
+        assert!(policy.check(&grants("/etc"), None).is_err());
+        let policy = SandboxPolicy { allowed_directories: vec!["/srv".into()], ..Default::default() };
+        assert!(policy.check(&grants("/srv/a"), None).is_ok());
+        assert!(policy.check(&grants("/srv/../etc"), None).is_err());
+    }
+
+    #[test]
+    fn endpoints_bounded_by_allowed_hosts() {
+        let open = SandboxPolicy::default();
+        let g = Grants { endpoints: vec![ep("s3.example", 443)], ..Default::default() };
+        assert!(open.check(&g, None).is_ok());
+        let strict = SandboxPolicy { allowed_hosts: Some(vec!["s3.example:9000".into()]), ..Default::default() };
+        assert!(strict.check(&g, None).is_err());
+        let host_only = SandboxPolicy { allowed_hosts: Some(vec!["S3.example".into()]), ..Default::default() };
+        assert!(host_only.check(&g, None).is_ok());
+    }
+
+    #[test]
+    fn runtime_endpoints_need_a_known_host_or_the_allowlist() {
+        let open = SandboxPolicy::default();
+        let granted = [ep("auth.example", 5000)];
+        assert!(open.allows_runtime_endpoint(&granted, &ep("auth.example", 8080)));
+        assert!(!open.allows_runtime_endpoint(&granted, &ep("evil.example", 443)));
+    }
+}

@@ -1,0 +1,98 @@
+//! Per-instance host state: the WASI context, the HTTP gate, the memory
+//! limiter, and the `host` interface the plugin imports.
+
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::bindings::walship::storage::host::{Host, LogLevel};
+use super::bindings::walship::storage::types::{self as wit_types};
+use super::sandbox::{Endpoint, NetworkGate};
+use crate::logging::{LogLevelFilter, log_line};
+
+pub struct PluginState {
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub table: ResourceTable,
+    pub gate: NetworkGate,
+    pub memory: MemoryLimiter,
+    pub log_level: LogLevelFilter,
+    /// When the current call must end; checked on every epoch tick.
+    pub deadline: Instant,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for PluginState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.gate }
+    }
+}
+
+impl wit_types::Host for PluginState {}
+
+impl Host for PluginState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        let level = match level {
+            LogLevel::Trace => LogLevelFilter::Trace,
+            LogLevel::Debug => LogLevelFilter::Debug,
+            LogLevel::Info => LogLevelFilter::Info,
+            LogLevel::Warn => LogLevelFilter::Warn,
+            LogLevel::Error => LogLevelFilter::Error,
+        };
+        if level <= self.log_level {
+            // One line per message: a plugin cannot forge extra log lines.
+            let message = message.replace(['\n', '\r'], " ");
+            log_line(level, &format!("plugin {}: {message}", self.gate.plugin_name));
+        }
+    }
+
+    fn request_endpoint(&mut self, endpoint: wit_types::Endpoint) -> Result<(), String> {
+        let requested = Endpoint { scheme: endpoint.scheme, host: endpoint.host, port: endpoint.port };
+        if requested.scheme != "http" && requested.scheme != "https" {
+            return Err(format!("scheme {} is not http or https", requested.scheme));
+        }
+        if self.gate.granted.contains(&requested) {
+            return Ok(());
+        }
+        if self.gate.policy.allows_runtime_endpoint(&self.gate.granted, &requested) {
+            self.gate.granted.push(requested);
+            Ok(())
+        } else {
+            Err(format!(
+                "endpoint {requested} is outside the operator's policy (add its host to allowed_hosts / WALSHIP_ALLOW_HOSTS)"
+            ))
+        }
+    }
+}
+
+/// Caps a plugin's linear memory. Growing past the cap traps the plugin with
+/// a message that names the cap, instead of failing an allocation somewhere
+/// deep inside it.
+pub struct MemoryLimiter {
+    pub max_bytes: usize,
+    pub exceeded: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.exceeded = true;
+            return Err(wasmtime::format_err!(
+                "plugin exceeded its memory limit of {} MiB",
+                self.max_bytes >> 20
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}

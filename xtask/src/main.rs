@@ -1,0 +1,145 @@
+//! Project tasks, the cargo-xtask way: `cargo xtask <task>`.
+//!
+//! - `dist`:  release build of the host and every plugin into `dist/`
+//!   (`dist/bin/walship`, `dist/lib/walship/plugins/*.wasm`). The host finds
+//!   its plugins relative to itself, so `dist/` can be copied anywhere.
+//! - `test`:  `dist`, then every test against that same build.
+//! - `demo`:  `dist`, then a throwaway PostgreSQL archived to a local
+//!   directory and restored to a point in time, narrated.
+//! - `bench`: `dist`, then the start-up/compression/storage benchmark.
+//!
+//! `test`, `demo` and `bench` install what they need first (`.ci/setup`) when
+//! PostgreSQL is missing and we are root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// (crate, file name in dist/lib/walship/plugins)
+const BUNDLED_PLUGINS: &[(&str, &str)] = &[("walship-plugin-fs", "fs.wasm")];
+/// Plugins only the tests use; never shipped.
+const TEST_PLUGINS: &[(&str, &str)] = &[("walship-test-plugin-hostile", "hostile.wasm")];
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().map(String::as_str).unwrap_or("help");
+    let rest = &args[args.len().min(1)..];
+    let result = match task {
+        "dist" => dist(),
+        "test" => setup().and_then(|_| dist()).and_then(|_| test(rest)),
+        "demo" => setup().and_then(|_| dist()).and_then(|_| demo()),
+        "bench" => setup().and_then(|_| dist()).and_then(|_| bench(rest)),
+        _ => {
+            eprintln!("usage: cargo xtask <dist|test|demo|bench> [args for the test runner]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {task}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{cmd:?} failed: {status}")) }
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Installs PostgreSQL and friends when they are missing (needs root).
+fn setup() -> Result<(), String> {
+    if Path::new(PG_BIN).join("initdb").exists() {
+        return Ok(());
+    }
+    run(Command::new("bash").arg(root().join(".ci/setup")))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+fn dist() -> Result<(), String> {
+    run(cargo().args(["build", "--release", "--locked", "-p", "walship"]))?;
+    let mut wasm = cargo();
+    wasm.args(["build", "--release", "--locked", "--target", "wasm32-wasip2"]);
+    for (krate, _) in BUNDLED_PLUGINS.iter().chain(TEST_PLUGINS) {
+        wasm.args(["-p", krate]);
+    }
+    run(&mut wasm)?;
+
+    let target = target_dir();
+    let dist = root().join("dist");
+    let plugins = dist.join("lib/walship/plugins");
+    let _ = std::fs::remove_dir_all(&dist);
+    std::fs::create_dir_all(dist.join("bin")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&plugins).map_err(|e| e.to_string())?;
+    copy(&target.join("release/walship"), &dist.join("bin/walship"))?;
+    let wasm_dir = target.join("wasm32-wasip2/release");
+    for (krate, file) in BUNDLED_PLUGINS {
+        copy(&wasm_dir.join(format!("{}.wasm", krate.replace('-', "_"))), &plugins.join(file))?;
+    }
+    let test_plugins = target.join("test-plugins");
+    std::fs::create_dir_all(&test_plugins).map_err(|e| e.to_string())?;
+    for (krate, file) in TEST_PLUGINS {
+        copy(&wasm_dir.join(format!("{}.wasm", krate.replace('-', "_"))), &test_plugins.join(file))?;
+    }
+    // PostgreSQL runs walship as its own user: everything must be readable.
+    make_world_readable(&dist)?;
+    make_world_readable(&test_plugins)?;
+    eprintln!("xtask: dist/ ready: {}", dist.display());
+    Ok(())
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::copy(from, to).map(|_| ()).map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+}
+
+fn make_world_readable(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::metadata(&p).map_err(|e| e.to_string())?;
+        let mode = meta.permissions().mode();
+        let extra = if meta.is_dir() || mode & 0o100 != 0 { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode | extra)).map_err(|e| e.to_string())?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&p).map_err(|e| e.to_string())? {
+                stack.push(entry.map_err(|e| e.to_string())?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn test_env(cmd: &mut Command) -> &mut Command {
+    cmd.env("WALSHIP_BIN", root().join("dist/bin/walship")).env("WALSHIP_TEST_PLUGINS", target_dir().join("test-plugins"))
+}
+
+/// Every test, against the release build `dist` just made (`--release`, so
+/// dependencies are shared with it instead of built a second time).
+fn test(extra: &[String]) -> Result<(), String> {
+    run(test_env(&mut cargo())
+        .args(["test", "--release", "--locked", "--workspace", "--exclude", "walship-test-plugin-hostile"])
+        .args(extra))
+}
+
+fn demo() -> Result<(), String> {
+    run(test_env(&mut cargo()).args(["run", "--release", "--locked", "-p", "walship-e2e", "--bin", "walship-demo"]))
+}
+
+fn bench(extra: &[String]) -> Result<(), String> {
+    run(test_env(&mut cargo()).args(["run", "--release", "--locked", "-p", "walship-bench", "--"]).args(extra))
+}
