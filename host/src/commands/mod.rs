@@ -117,3 +117,11 @@ pub fn storage_hint(e: &StorageError) -> &'static str {
         _ => "",
     }
 }
+
+/// Peak resident memory of this process so far (VmHWM), for `WALSHIP_TIMINGS`.
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}

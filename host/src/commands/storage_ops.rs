@@ -13,8 +13,7 @@ pub async fn run(ctx: &Context, command: &StorageCommand) -> Result<(), Failure>
     let fail = |m: String| Failure::new(EXIT_FAILURE, format!("st: {m}"));
     let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
     let plugin = ctx.load_plugin().map_err(|e| fail(format!("{e:#}")))?;
-    let info = plugin.info().await.map_err(|e| fail(e.to_string()))?;
-    let store = plugin.open(prefix, ctx.plugin_config(&info)).await.map_err(|e| fail(e.to_string()))?;
+    let store = plugin.open(prefix, |info| ctx.plugin_config(info)).await.map_err(|e| fail(e.to_string()))?;
     let mut store = Retrying::new(store, ctx.retry_policy());
     let key = |k: &str| Key::new(k).map_err(|e| fail(e.to_string()));
     match command {

@@ -40,8 +40,7 @@ pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Fa
 
     let prefix = ctx.prefix().map_err(|e| real_error(format!("{e:#}")))?;
     let plugin = ctx.load_plugin().map_err(|e| real_error(format!("{e:#}")))?;
-    let info = plugin.info().await.map_err(|e| real_error(e.to_string()))?;
-    let store = plugin.open(prefix, ctx.plugin_config(&info)).await.map_err(|e| real_error(format!("{e}{}", super::storage_hint(&e))))?;
+    let store = plugin.open(prefix, |info| ctx.plugin_config(info)).await.map_err(|e| real_error(format!("{e}{}", super::storage_hint(&e))))?;
     let identities = IdentityCache::new(ctx.settings.cache_dir.as_deref());
     let mut archive = Archive::new(Retrying::new(store, ctx.retry_policy()), prefix, ctx.settings.compression, &identities);
 
@@ -57,7 +56,12 @@ pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Fa
         log_line(LogLevelFilter::Info, &format!("{name} restored from {prefix}"));
     }
     if ctx.settings.timings {
-        eprintln!("walship: timings: op=fetch total_ms={:.2} plugin_load={:?}", ctx.started.elapsed().as_secs_f64() * 1e3, plugin.load_path);
+        eprintln!(
+            "walship: timings: op=fetch total_ms={:.2} peak_rss_kib={} plugin_load={:?}",
+            ctx.started.elapsed().as_secs_f64() * 1e3,
+            super::peak_rss_kib(),
+            plugin.load_path
+        );
     }
     Ok(())
 }

@@ -25,8 +25,7 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
 
     let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
     let plugin = ctx.load_plugin().map_err(|e| fail(format!("{e:#}")))?;
-    let info = plugin.info().await.map_err(|e| fail(e.to_string()))?;
-    let store = plugin.open(prefix, ctx.plugin_config(&info)).await.map_err(|e| fail(format!("{e}{}", super::storage_hint(&e))))?;
+    let store = plugin.open(prefix, |info| ctx.plugin_config(info)).await.map_err(|e| fail(format!("{e}{}", super::storage_hint(&e))))?;
     let t_open = Instant::now();
 
     let identities = IdentityCache::new(ctx.settings.cache_dir.as_deref());
@@ -44,13 +43,14 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
     if ctx.settings.timings {
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
         eprintln!(
-            "walship: timings: op=push read_ms={:.2} plugin_open_ms={:.2} identity_ms={:.2} compress_hash_ms={:.2} store_ms={:.2} total_ms={:.2} plugin_load={:?}",
+            "walship: timings: op=push read_ms={:.2} plugin_open_ms={:.2} identity_ms={:.2} compress_hash_ms={:.2} store_ms={:.2} total_ms={:.2} peak_rss_kib={} plugin_load={:?}",
             ms(ctx.started, t_read),
             ms(t_read, t_open),
             archive.timings.identity.as_secs_f64() * 1e3,
             archive.timings.encode.as_secs_f64() * 1e3,
             archive.timings.store.as_secs_f64() * 1e3,
             ms(ctx.started, t_done),
+            super::peak_rss_kib(),
             plugin.load_path
         );
     }

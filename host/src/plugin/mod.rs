@@ -52,6 +52,7 @@ pub struct Plugin {
     pub digest: PluginDigest,
     pub load_path: LoadPath,
     options: RuntimeOptions,
+    info: std::cell::OnceCell<BackendInfo>,
 }
 
 impl Plugin {
@@ -67,24 +68,43 @@ impl Plugin {
             .map_err(wasm_err)
             .with_context(|| format!("{} is not a walship storage plugin (walship:storage@{WIT_VERSION})", path.display()))?;
         engine::start_epoch_ticker(&engine);
-        Ok(Self { engine, pre, digest, load_path, options })
+        Ok(Self { engine, pre, digest, load_path, options, info: Default::default() })
     }
 
-    /// Static facts, from an instance with no grants at all.
+    /// Static facts, from an instance with no grants at all. Asked once per
+    /// process.
     pub async fn info(&self) -> Result<BackendInfo, StorageError> {
+        if let Some(info) = self.info.get() {
+            return Ok(info.clone());
+        }
         let mut instance = self.instantiate(&Grants::default(), "plugin").await?;
+        self.info_from(&mut instance).await
+    }
+
+    async fn info_from(&self, instance: &mut Instance) -> Result<BackendInfo, StorageError> {
+        if let Some(info) = self.info.get() {
+            return Ok(info.clone());
+        }
         let info = instance
             .call(self.options.call_timeout, "info", async |b, store| {
                 Ok(Ok(b.walship_storage_backend().call_info(store).await?))
             })
             .await?;
-        Ok(convert::info(info))
+        Ok(self.info.get_or_init(|| convert::info(info)).clone())
     }
 
     /// Opens a store at `prefix`: asks the plugin what it needs, checks that
     /// against the policy, then opens it in an instance with exactly those grants.
-    pub async fn open(&self, prefix: &str, config: PluginConfig) -> Result<PluginStore<'_>, StorageError> {
-        let info = self.info().await?;
+    ///
+    /// `config` picks the settings to hand over, given what the plugin declares.
+    pub async fn open(
+        &self,
+        prefix: &str,
+        config: impl FnOnce(&BackendInfo) -> PluginConfig,
+    ) -> Result<PluginStore<'_>, StorageError> {
+        // info and plan both run in one instance without grants.
+        let mut planner = self.instantiate(&Grants::default(), "plugin").await?;
+        let info = self.info_from(&mut planner).await?;
         if !info.schemes.iter().any(|s| prefix.starts_with(&format!("{s}:"))) {
             return Err(StorageError::InvalidConfig(format!(
                 "plugin {} serves {} prefixes, not {prefix}",
@@ -92,8 +112,8 @@ impl Plugin {
                 info.schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(", ")
             )));
         }
+        let config = config(&info);
         let grants = {
-            let mut planner = self.instantiate(&Grants::default(), &info.backend).await?;
             let plain = config.plain.clone();
             let prefix = &prefix.to_string();
             let planned = planner
