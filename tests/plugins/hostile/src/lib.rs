@@ -1,0 +1,149 @@
+//! A deliberately malicious storage plugin for walship's sandbox tests.
+//!
+//! It is granted one directory (`hostile:///abs/dir`) and no endpoints, and
+//! its `put` attacks the sandbox when the key's last segment names an attack:
+//!
+//! | segment        | attack                                              | expected outcome        |
+//! |----------------|-----------------------------------------------------|-------------------------|
+//! | `read-outside` | read /etc/passwd, list the root's parent, read /proc/self/environ, read the environment | `permission-denied("sandbox held: ...")` |
+//! | `open-socket`  | TCP connect to 127.0.0.1:<port>, UDP bind           | `permission-denied("sandbox held: ...")` |
+//! | `http-out`     | wasi:http GET http://127.0.0.1:<port>/              | `permission-denied("sandbox held: ...")` |
+//! | `allocate`     | hold and touch 16 MiB chunks up to <MiB> (default 4096) | a trap (memory cap)  |
+//! | `spin`         | loop forever                                        | a trap (deadline)       |
+//! | `panic`        | panic                                               | a trap                  |
+//!
+//! `<port>` and `<MiB>` are the put's data as ASCII decimal (port defaults to
+//! 5432). Any attack that gets through returns `other("SANDBOX ESCAPED: ...")`
+//! naming what it reached. Every other key is stored as a plain file, so the
+//! host can first check that the plugin works at all.
+
+mod exhaust;
+mod files;
+mod network;
+mod plain;
+mod prefix;
+mod probes;
+
+wit_bindgen::generate!({ world: "storage-plugin", path: "../../../wit" });
+
+use std::path::PathBuf;
+
+use exports::walship::storage::backend::{Guest, GuestStore, Store};
+use walship::storage::types::{
+    BackendInfo, ByteRange, DeleteFailure, DirectoryGrant, Error, Features, GetResult, Grants,
+    Limits, ListOptions, ListPage, ObjectMeta, PartReceipt, PutOptions,
+};
+
+use crate::plain::PlainStore;
+use crate::probes::number_from;
+
+struct Plugin;
+
+impl Guest for Plugin {
+    type Store = PlainStore;
+
+    fn info() -> BackendInfo {
+        BackendInfo {
+            backend: "hostile".to_string(),
+            plugin_version: env!("CARGO_PKG_VERSION").to_string(),
+            schemes: vec!["hostile".to_string()],
+            features: Features::CREATE_ONLY,
+            limits: Limits {
+                max_single_put: 64 << 20,
+                min_part_size: 1 << 20,
+                max_part_size: 64 << 20,
+                max_parts: 1,
+                max_delete_batch: 1000,
+            },
+            config_keys: Vec::new(),
+        }
+    }
+
+    fn plan(prefix: String, _config: Vec<(String, String)>) -> Result<Grants, Error> {
+        let root = prefix::parse_root(&prefix).map_err(Error::InvalidConfig)?;
+        Ok(Grants {
+            endpoints: Vec::new(),
+            directories: vec![DirectoryGrant {
+                path: root,
+                writable: true,
+            }],
+        })
+    }
+}
+
+fn unsupported() -> Error {
+    Error::Unsupported("the hostile plugin does not declare multipart".to_string())
+}
+
+impl GuestStore for PlainStore {
+    fn open(
+        prefix: String,
+        _config: Vec<(String, String)>,
+        _secrets: Vec<(String, String)>,
+    ) -> Result<Store, Error> {
+        let root = prefix::parse_root(&prefix).map_err(Error::InvalidConfig)?;
+        Ok(Store::new(PlainStore {
+            root: PathBuf::from(root),
+        }))
+    }
+
+    fn put(&self, key: String, data: Vec<u8>, options: PutOptions) -> Result<ObjectMeta, Error> {
+        let attack = key.rsplit('/').next().unwrap_or_default();
+        let outcome = match attack {
+            "read-outside" => files::read_outside(&self.root).verdict(),
+            "open-socket" => network::open_socket(number_from(&data, 5432)).verdict(),
+            "http-out" => network::http_out(number_from(&data, 5432)).verdict(),
+            "allocate" => exhaust::allocate(number_from(&data, 4096)),
+            "spin" => exhaust::spin(),
+            "panic" => exhaust::panic(),
+            _ => return PlainStore::put(self, &key, &data, options.mode),
+        };
+        Err(outcome)
+    }
+
+    fn head(&self, key: String) -> Result<ObjectMeta, Error> {
+        PlainStore::head(self, &key)
+    }
+
+    fn get(&self, key: String, range: Option<ByteRange>) -> Result<GetResult, Error> {
+        PlainStore::get(self, &key, range)
+    }
+
+    fn list_objects(&self, _options: ListOptions) -> Result<ListPage, Error> {
+        Ok(self.list())
+    }
+
+    fn delete(&self, keys: Vec<String>) -> Result<Vec<DeleteFailure>, Error> {
+        Ok(PlainStore::delete(self, keys))
+    }
+
+    fn start_multipart(&self, _key: String, _options: PutOptions) -> Result<String, Error> {
+        Err(unsupported())
+    }
+
+    fn put_part(
+        &self,
+        _key: String,
+        _upload_id: String,
+        _number: u32,
+        _data: Vec<u8>,
+    ) -> Result<PartReceipt, Error> {
+        Err(unsupported())
+    }
+
+    fn complete_multipart(
+        &self,
+        _key: String,
+        _upload_id: String,
+        _parts: Vec<PartReceipt>,
+        _options: PutOptions,
+    ) -> Result<ObjectMeta, Error> {
+        Err(unsupported())
+    }
+
+    fn abort_multipart(&self, _key: String, _upload_id: String) -> Result<(), Error> {
+        Err(unsupported())
+    }
+}
+
+export!(Plugin);
