@@ -71,17 +71,16 @@ pub enum StorageError {
     #[error("storage plugin failed: {0}")]
     PluginFault(String),
     /// The plugin did not answer within its per-call time limit.
-    #[error("storage plugin timed out after {0:?}")]
+    #[error("storage plugin timed out after {0:?} (WALSHIP_PLUGIN_CALL_TIMEOUT)")]
     PluginTimeout(Duration),
 }
 
 impl StorageError {
-    /// Worth another attempt (with backoff)?
+    /// Worth another attempt (with backoff)? A plugin that ran out of time
+    /// is not: network waits have their own timeouts that surface as
+    /// `Transient`, so a call that hits the plugin deadline is stuck.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            StorageError::Transient(_) | StorageError::Throttled { .. } | StorageError::PluginTimeout(_)
-        )
+        matches!(self, StorageError::Transient(_) | StorageError::Throttled { .. })
     }
 }
 

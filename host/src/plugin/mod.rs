@@ -170,7 +170,7 @@ impl Plugin {
         let timeout = self.options.call_timeout;
         let bindings = match tokio::time::timeout(timeout, self.pre.instantiate_async(&mut store)).await {
             Ok(Ok(b)) => b,
-            Ok(Err(e)) => return Err(fault(&store, "instantiate", e)),
+            Ok(Err(e)) => return Err(fault(&store, "instantiate", timeout, e)),
             Err(_) => return Err(StorageError::PluginTimeout(timeout)),
         };
         Ok(Instance { store, bindings })
@@ -242,13 +242,13 @@ impl Instance {
         match tokio::time::timeout(timeout, f(bindings, store)).await {
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(e))) => Err(convert::error(e)),
-            Ok(Err(trap)) => Err(fault(&self.store, op, trap)),
+            Ok(Err(trap)) => Err(fault(&self.store, op, timeout, trap)),
             Err(_) => Err(StorageError::PluginTimeout(timeout)),
         }
     }
 }
 
-fn fault(store: &Store<PluginState>, op: &str, e: wasmtime::Error) -> StorageError {
+fn fault(store: &Store<PluginState>, op: &str, timeout: Duration, e: wasmtime::Error) -> StorageError {
     let state = store.data();
     if state.memory.exceeded {
         return StorageError::PluginFault(format!(
@@ -257,11 +257,13 @@ fn fault(store: &Store<PluginState>, op: &str, e: wasmtime::Error) -> StorageErr
         ));
     }
     if Instant::now() >= state.deadline {
-        return StorageError::PluginFault(format!("{op}: plugin timed out (WALSHIP_PLUGIN_CALL_TIMEOUT)"));
+        return StorageError::PluginTimeout(timeout);
     }
-    let root = format!("{e:#}");
-    let first_line = root.lines().next().unwrap_or("trap").to_string();
-    StorageError::PluginFault(format!("{op}: plugin crashed: {first_line}"))
+    // The root cause names the trap ("wasm trap: ..."); the outer layers are
+    // a multi-line backtrace.
+    let cause = e.root_cause().to_string();
+    let cause = cause.lines().next().unwrap_or("trap");
+    StorageError::PluginFault(format!("{op}: plugin crashed: {cause}"))
 }
 
 /// An open store backed by a plugin instance. A trap or timeout discards the
