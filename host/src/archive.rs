@@ -100,8 +100,8 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         self.timings.identity = t.elapsed();
         let key = wal_key(name);
         let t = std::time::Instant::now();
-        let object = object_format::encode(bytes, self.compression);
-        let content = object_format::decode_header(&object).expect("just encoded").content;
+        let (object, header) = object_format::encode(bytes, self.compression);
+        let content = header.content;
         self.timings.encode = t.elapsed();
         let t = std::time::Instant::now();
         let result = self.store_object(name, &key, &object, &content).await;
@@ -152,7 +152,7 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
             }
             Err(e) => return Err(ArchiveError::storage("get", &key)(e)),
         };
-        let bytes = object_format::decode(&object).map_err(|source| ArchiveError::Corrupt { key: key.to_string(), source })?;
+        let bytes = object_format::decode(object).map_err(|source| ArchiveError::Corrupt { key: key.to_string(), source })?;
         if let (Some(local), true) = (local, name.has_page_header()) {
             let header = parse_segment_header(&bytes).map_err(|why| ArchiveError::ForeignSegment { name: name.to_string(), why: why.into() })?;
             if header.system_identifier != local.system_identifier {
@@ -171,7 +171,7 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         // count as "already archived".
         let object = transfer::download(&mut self.store, key).await.map_err(ArchiveError::storage("get", key))?;
         let header = object_format::decode_header(&object).map_err(|source| ArchiveError::Corrupt { key: key.to_string(), source })?;
-        object_format::decode(&object).map_err(|source| ArchiveError::Corrupt { key: key.to_string(), source })?;
+        object_format::decode(object).map_err(|source| ArchiveError::Corrupt { key: key.to_string(), source })?;
         if header.content == *local {
             Ok(PushOutcome::AlreadyArchived)
         } else {

@@ -108,20 +108,29 @@ pub enum FormatError {
     ChecksumMismatch { expected: String, actual: String },
 }
 
-/// Encodes `original` as a complete object: header + payload.
-pub fn encode(original: &[u8], compression: Compression) -> Vec<u8> {
+/// Encodes `original` as a complete object: header + payload, built in one
+/// buffer (no intermediate copy of the payload).
+pub fn encode(original: &[u8], compression: Compression) -> (Vec<u8>, Header) {
     let content = ContentId::of(original);
-    let payload = match compression {
-        Compression::None => original.to_vec(),
-        Compression::Lz4 => lz4_flex::block::compress(original),
-        Compression::Zstd => zstd::bulk::compress(original, ZSTD_LEVEL)
-            .expect("zstd compression of an in-memory buffer cannot fail"),
-    };
-    let header = Header { compression, payload_len: payload.len() as u64, content };
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(&encode_header(&header));
-    out.extend_from_slice(&payload);
-    out
+    let mut out = vec![0u8; HEADER_LEN];
+    match compression {
+        Compression::None => out.extend_from_slice(original),
+        Compression::Lz4 => {
+            out.resize(HEADER_LEN + lz4_flex::block::get_maximum_output_size(original.len()), 0);
+            let n = lz4_flex::block::compress_into(original, &mut out[HEADER_LEN..])
+                .expect("the buffer has lz4's maximum output size");
+            out.truncate(HEADER_LEN + n);
+        }
+        Compression::Zstd => {
+            out.resize(HEADER_LEN + zstd::zstd_safe::compress_bound(original.len()), 0);
+            let n = zstd::bulk::compress_to_buffer(original, &mut out[HEADER_LEN..], ZSTD_LEVEL)
+                .expect("the buffer has zstd's compress bound");
+            out.truncate(HEADER_LEN + n);
+        }
+    }
+    let header = Header { compression, payload_len: (out.len() - HEADER_LEN) as u64, content };
+    out[..HEADER_LEN].copy_from_slice(&encode_header(&header));
+    (out, header)
 }
 
 pub fn encode_header(h: &Header) -> [u8; HEADER_LEN] {
@@ -181,9 +190,10 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, FormatError> {
 }
 
 /// Decodes a complete object, verifying length and checksum. Returns the
-/// original bytes only if they hash to what the header promised.
-pub fn decode(object: &[u8]) -> Result<Vec<u8>, FormatError> {
-    let header = decode_header(object)?;
+/// original bytes only if they hash to what the header promised. Takes the
+/// object by value so an uncompressed payload is reused, not copied.
+pub fn decode(mut object: Vec<u8>) -> Result<Vec<u8>, FormatError> {
+    let header = decode_header(&object)?;
     let payload = &object[HEADER_LEN..];
     if payload.len() as u64 != header.payload_len {
         return Err(FormatError::PayloadLength {
@@ -200,7 +210,10 @@ pub fn decode(object: &[u8]) -> Result<Vec<u8>, FormatError> {
     }
     let decompress_err = |why: String| FormatError::Decompress { compression: header.compression, why };
     let original = match header.compression {
-        Compression::None => payload.to_vec(),
+        Compression::None => {
+            object.drain(..HEADER_LEN);
+            object
+        }
         Compression::Lz4 => lz4_flex::block::decompress(payload, original_len)
             .map_err(|e| decompress_err(e.to_string()))?,
         Compression::Zstd => zstd::bulk::decompress(payload, original_len)
@@ -228,18 +241,18 @@ mod tests {
     fn round_trips_with_every_compression() {
         let data = sample();
         for c in [Compression::None, Compression::Lz4, Compression::Zstd] {
-            let obj = encode(&data, c);
-            assert_eq!(decode_header(&obj).unwrap().compression, c);
-            assert_eq!(decode(&obj).unwrap(), data, "{c}");
+            let (obj, header) = encode(&data, c);
+            assert_eq!(decode_header(&obj).unwrap(), header);
+            assert_eq!(decode(obj).unwrap(), data, "{c}");
         }
-        assert_eq!(decode(&encode(&[], Compression::Zstd)).unwrap(), Vec::<u8>::new());
+        assert_eq!(decode(encode(&[], Compression::Zstd).0).unwrap(), Vec::<u8>::new());
     }
 
     #[test]
     fn identical_content_has_one_id_whatever_the_compression() {
         let data = sample();
-        let a = decode_header(&encode(&data, Compression::Lz4)).unwrap().content;
-        let b = decode_header(&encode(&data, Compression::Zstd)).unwrap().content;
+        let a = encode(&data, Compression::Lz4).1.content;
+        let b = encode(&data, Compression::Zstd).1.content;
         assert_eq!(a, b);
     }
 
@@ -251,11 +264,11 @@ mod tests {
     fn no_single_bit_flip_yields_wrong_content() {
         let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
         for c in [Compression::None, Compression::Lz4, Compression::Zstd] {
-            let obj = encode(&data, c);
+            let (obj, _) = encode(&data, c);
             for bit in 0..obj.len() * 8 {
                 let mut bad = obj.clone();
                 bad[bit / 8] ^= 1 << (bit % 8);
-                match decode(&bad) {
+                match decode(bad) {
                     Err(_) => {}
                     Ok(decoded) => {
                         assert!(bit / 8 >= HEADER_LEN && c != Compression::None, "{c}: flip of bit {bit} went unnoticed");
@@ -268,9 +281,10 @@ mod tests {
 
     #[test]
     fn truncation_and_foreign_bytes_are_refused() {
-        let obj = encode(&sample(), Compression::Zstd);
-        assert!(matches!(decode(&obj[..obj.len() - 1]), Err(FormatError::PayloadLength { .. })));
-        assert_eq!(decode(b"\x28\xb5\x2f\xfd plain zstd from another tool....................................."), Err(FormatError::BadMagic));
-        assert!(decode(&obj[..10]).is_err());
+        let (obj, _) = encode(&sample(), Compression::Zstd);
+        assert!(matches!(decode(obj[..obj.len() - 1].to_vec()), Err(FormatError::PayloadLength { .. })));
+        let foreign = b"\x28\xb5\x2f\xfd plain zstd from another tool.....................................";
+        assert_eq!(decode(foreign.to_vec()), Err(FormatError::BadMagic));
+        assert!(decode(obj[..10].to_vec()).is_err());
     }
 }

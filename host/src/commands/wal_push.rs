@@ -20,6 +20,7 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
     let file_name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| fail("not a file path".into()))?;
     let name = WalFileName::parse(file_name).map_err(|e| fail(e.to_string()))?;
     let local = read_cluster_identity(&ctx.cwd).map_err(|e| fail(e.to_string()))?;
+    let t_start_read = Instant::now();
     let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
     let t_read = Instant::now();
 
@@ -43,8 +44,9 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
     if ctx.settings.timings {
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
         eprintln!(
-            "walship: timings: op=push read_ms={:.2} plugin_open_ms={:.2} identity_ms={:.2} compress_hash_ms={:.2} store_ms={:.2} total_ms={:.2} peak_rss_kib={} plugin_load={:?}",
-            ms(ctx.started, t_read),
+            "walship: timings: op=push startup_ms={:.2} read_ms={:.2} plugin_open_ms={:.2} identity_ms={:.2} compress_hash_ms={:.2} store_ms={:.2} total_ms={:.2} peak_rss_kib={} plugin_load={:?}",
+            ms(ctx.started, t_start_read),
+            ms(t_start_read, t_read),
             ms(t_read, t_open),
             archive.timings.identity.as_secs_f64() * 1e3,
             archive.timings.encode.as_secs_f64() * 1e3,
