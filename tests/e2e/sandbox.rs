@@ -1,0 +1,200 @@
+//! The sandbox around storage plugins, probed by a deliberately hostile
+//! plugin (tests/plugins/hostile). `walship st put <key> <file>` asks it to
+//! misbehave in the way the key names; every attempt must fail cleanly (exit
+//! 1..=125, a reason on stderr), nothing may get out (the plugin reports
+//! "SANDBOX ESCAPED" if it does, and a listener here must see no connection),
+//! and walship must stay usable with the same plugin afterwards.
+//!
+//! These run as the current user (root in CI): a plugin that escaped would
+//! have the most to reach.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use walship_e2e::walship::hostile_plugin;
+use walship_e2e::{Outcome, Scratch, Walship};
+
+const ESCAPED: &str = "SANDBOX ESCAPED";
+
+struct Hostile {
+    scratch: Scratch,
+    walship: Walship,
+}
+
+impl Hostile {
+    fn new(label: &str) -> Hostile {
+        let scratch = Scratch::new(label);
+        let store = scratch.dir("store");
+        let cache = scratch.dir("cache");
+        let walship = Walship::new()
+            .arg("--plugin")
+            .arg(hostile_plugin())
+            .arg("--prefix")
+            .arg(format!("hostile://{}", store.display()))
+            .arg("--cache-dir")
+            .arg(&cache);
+        Hostile { scratch, walship }
+    }
+
+    fn file(&self, name: &str, data: &[u8]) -> PathBuf {
+        let path = self.scratch.dir("data").join(name);
+        fs::write(&path, data).expect("write data file");
+        path
+    }
+
+    /// `st put key` with `data`, under the extra settings `env`.
+    fn put(&self, key: &str, data: &[u8], env: &[(&str, &str)]) -> Outcome {
+        let file = self.file(key, data);
+        self.walship
+            .clone()
+            .envs(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .args(["st", "put", key])
+            .arg(&file)
+            .run()
+    }
+
+    /// The attempt failed cleanly, mentioning `expect` (lower case) if given.
+    #[track_caller]
+    fn assert_contained(&self, out: &Outcome, expect: Option<&str>) {
+        for text in [&out.stdout, &out.stderr] {
+            assert!(
+                !text.contains(ESCAPED),
+                "the plugin got out of the sandbox:\n{out}"
+            );
+        }
+        let code = out.exit_code();
+        assert!(
+            (1..=125).contains(&code),
+            "expected a clean failure (exit 1..=125):\n{out}"
+        );
+        let lines = out.stderr_lines();
+        assert!(
+            !lines.is_empty(),
+            "failed without a reason on stderr:\n{out}"
+        );
+        if let Some(word) = expect {
+            assert!(
+                out.stderr.to_lowercase().contains(word),
+                "expected the reason to mention {word:?}:\n{out}"
+            );
+        }
+    }
+
+    /// walship still works with this plugin: a plain put and get round-trip.
+    #[track_caller]
+    fn assert_still_works(&self) {
+        let data = b"an ordinary object after a hostile call\n";
+        let file = self.file("ok-data", data);
+        self.walship
+            .clone()
+            .args(["st", "put", "ok-key"])
+            .arg(&file)
+            .run()
+            .ok();
+        let back = self.scratch.dir("data").join("ok-back");
+        self.walship
+            .clone()
+            .args(["st", "get", "ok-key"])
+            .arg(&back)
+            .run()
+            .ok();
+        assert_eq!(fs::read(&back).expect("read back"), data);
+    }
+}
+
+/// A listener the plugin is told to reach; it must never see a connection.
+struct Bait(TcpListener);
+
+impl Bait {
+    fn new() -> Bait {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        Bait(listener)
+    }
+
+    fn port(&self) -> String {
+        self.0.local_addr().expect("addr").port().to_string()
+    }
+
+    #[track_caller]
+    fn assert_untouched(&self) {
+        match self.0.accept() {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Ok((_, peer)) => panic!("the plugin connected to the test's listener from {peer}"),
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+#[test]
+fn reading_outside_its_directory_is_denied() {
+    let h = Hostile::new("read-outside");
+    // The plugin decides what it tries (/etc/passwd, /proc/self/environ, the
+    // environment, ...); these are what must not come back in any case: a
+    // file outside its directory, and a secret in walship's own environment.
+    let secret_text = "walship-e2e-secret-7f3a9c";
+    let secret = h.scratch.dir("secret").join("secret.txt");
+    fs::write(&secret, secret_text).expect("write secret");
+    let canary = "walship-e2e-canary-52be10";
+    let out = h.put(
+        "read-outside",
+        secret.display().to_string().as_bytes(),
+        &[("E2E_SANDBOX_CANARY", canary)],
+    );
+    h.assert_contained(&out, None);
+    for text in [&out.stdout, &out.stderr] {
+        assert!(
+            !text.contains(secret_text),
+            "the secret file leaked:\n{out}"
+        );
+        assert!(!text.contains(canary), "the environment leaked:\n{out}");
+        assert!(!text.contains("root:x:0:0"), "/etc/passwd leaked:\n{out}");
+    }
+    h.assert_still_works();
+}
+
+#[test]
+fn opening_a_socket_is_denied() {
+    let h = Hostile::new("open-socket");
+    let bait = Bait::new();
+    let out = h.put("open-socket", bait.port().as_bytes(), &[]);
+    h.assert_contained(&out, None);
+    bait.assert_untouched();
+    h.assert_still_works();
+}
+
+#[test]
+fn http_to_a_host_not_granted_is_denied() {
+    let h = Hostile::new("http-out");
+    let bait = Bait::new();
+    let out = h.put("http-out", bait.port().as_bytes(), &[]);
+    h.assert_contained(&out, None);
+    bait.assert_untouched();
+    h.assert_still_works();
+}
+
+#[test]
+fn allocating_past_the_memory_limit_is_stopped() {
+    let h = Hostile::new("allocate");
+    let out = h.put("allocate", b"", &[("WALSHIP_PLUGIN_MEMORY_MIB", "64")]);
+    h.assert_contained(&out, Some("memory"));
+    h.assert_still_works();
+}
+
+#[test]
+fn spinning_is_timed_out() {
+    let h = Hostile::new("spin");
+    let out = h.put("spin", b"", &[("WALSHIP_PLUGIN_CALL_TIMEOUT", "3")]);
+    h.assert_contained(&out, Some("timed out"));
+    h.assert_still_works();
+}
+
+#[test]
+fn a_panicking_plugin_is_a_clean_failure() {
+    let h = Hostile::new("panic");
+    let out = h.put("panic", b"", &[]);
+    h.assert_contained(&out, None);
+    h.assert_still_works();
+}

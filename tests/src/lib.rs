@@ -1,0 +1,38 @@
+//! End-to-end test harness for walship: real PostgreSQL clusters archiving
+//! through the real walship binary.
+//!
+//! - [`scratch`]: temporary directories per test.
+//! - [`process`]: running commands as `postgres`, with deadlines and logs.
+//! - [`pg`]: a PostgreSQL cluster (initdb, settings, start/stop, queries,
+//!   base backups, waiting for archiving and recovery).
+//! - [`walship`]: finding and running the walship binary.
+//! - [`archive`]: what PostgreSQL runs to archive and restore (walship at a
+//!   prefix, or a `cp` stand-in).
+//! - [`pitr`]: the archive-and-recover scenario, run once per backend.
+//!
+//! The suites are in `e2e/`: `cargo xtask dist`, then
+//! `cargo test -p walship-e2e --release`. They need PostgreSQL server binaries
+//! and, when run as root (PostgreSQL refuses to), the `postgres` account.
+//!
+//! | variable | meaning |
+//! | --- | --- |
+//! | `WALSHIP_BIN` | the walship binary (default `<workspace>/dist/bin/walship`) |
+//! | `WALSHIP_TEST_PLUGINS` | directory of `hostile.wasm` (default `<workspace>/dist/test-plugins`) |
+//! | `WALSHIP_E2E_PG_BIN` | PostgreSQL's bin directory (default Debian's PostgreSQL 15) |
+//! | `WALSHIP_E2E_KEEP` | keep the scratch directories (data, logs, archive) |
+//!
+//! Other `WALSHIP_*`, `WALG_*` and `WALE_*` variables of the calling shell are
+//! removed from every child process, so they cannot change what is tested.
+
+pub mod archive;
+pub mod pg;
+pub mod pitr;
+pub mod process;
+pub mod scratch;
+pub mod walship;
+
+pub use archive::{Archive, CopyArchive, WalshipArchive};
+pub use pg::{Cluster, InitOptions};
+pub use process::{Outcome, Run, RunAs};
+pub use scratch::Scratch;
+pub use walship::Walship;
