@@ -25,7 +25,9 @@ fn main() {
     let scratch = Scratch::new("bench");
     let mut cluster = Cluster::init(&scratch, "bench");
     // Keep the finished segments around to measure them.
-    cluster.set("wal_keep_size", "1GB").set("max_wal_size", "1GB");
+    cluster
+        .set("wal_keep_size", "1GB")
+        .set("max_wal_size", "1GB");
     cluster.start();
     println!("# walship benchmark ({})", walship_bin().display());
     println!("machine: {} cores, load average {}", cores(), loadavg());
@@ -36,37 +38,80 @@ fn main() {
     // Only segments before the current one are finished; later names in
     // pg_wal are recycled files waiting to be reused (walship refuses those).
     let current = cluster.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
-    let mut segments: Vec<String> = cluster.wal_segments().into_iter().filter(|s| *s < current).collect();
+    let mut segments: Vec<String> = cluster
+        .wal_segments()
+        .into_iter()
+        .filter(|s| *s < current)
+        .collect();
     segments.sort();
     let pg_wal = cluster.data_dir().join("pg_wal");
     let segments: Vec<String> = segments.into_iter().rev().take(RUNS + 1).collect();
-    println!("generated real pgbench WAL in {:.1}s; using {} finished segments\n", t.elapsed().as_secs_f64(), segments.len());
-    let data: Vec<Vec<u8>> = segments.iter().map(|s| std::fs::read(pg_wal.join(s)).unwrap()).collect();
+    println!(
+        "generated real pgbench WAL in {:.1}s; using {} finished segments\n",
+        t.elapsed().as_secs_f64(),
+        segments.len()
+    );
+    let data: Vec<Vec<u8>> = segments
+        .iter()
+        .map(|s| std::fs::read(pg_wal.join(s)).unwrap())
+        .collect();
 
     compression_table(&data);
     process_figures(&scratch, &cluster, &segments);
 }
 
 fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0)
 }
 
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn compression_table(segments: &[Vec<u8>]) {
     let total: usize = segments.iter().map(Vec::len).sum();
     let mib = total as f64 / (1 << 20) as f64;
-    println!("## compression of {} real segments ({mib:.0} MiB), one core", segments.len());
-    println!("| method | ratio | compress MiB/s | decompress MiB/s | ms per 16 MiB segment (compress) |");
+    println!(
+        "## compression of {} real segments ({mib:.0} MiB), one core",
+        segments.len()
+    );
+    println!(
+        "| method | ratio | compress MiB/s | decompress MiB/s | ms per 16 MiB segment (compress) |"
+    );
     println!("|---|---|---|---|---|");
-    type Codec = (&'static str, fn(&[u8]) -> Vec<u8>, fn(&[u8], usize) -> Vec<u8>);
+    type Codec = (
+        &'static str,
+        fn(&[u8]) -> Vec<u8>,
+        fn(&[u8], usize) -> Vec<u8>,
+    );
     let codecs: [Codec; 4] = [
-        ("lz4", |d| lz4_flex::block::compress(d), |c, n| lz4_flex::block::decompress(c, n).unwrap()),
-        ("zstd -1 (default)", |d| zstd::bulk::compress(d, 1).unwrap(), |c, n| zstd::bulk::decompress(c, n).unwrap()),
-        ("zstd -3", |d| zstd::bulk::compress(d, 3).unwrap(), |c, n| zstd::bulk::decompress(c, n).unwrap()),
-        ("zstd -6", |d| zstd::bulk::compress(d, 6).unwrap(), |c, n| zstd::bulk::decompress(c, n).unwrap()),
+        (
+            "lz4",
+            |d| lz4_flex::block::compress(d),
+            |c, n| lz4_flex::block::decompress(c, n).unwrap(),
+        ),
+        (
+            "zstd -1 (default)",
+            |d| zstd::bulk::compress(d, 1).unwrap(),
+            |c, n| zstd::bulk::decompress(c, n).unwrap(),
+        ),
+        (
+            "zstd -3",
+            |d| zstd::bulk::compress(d, 3).unwrap(),
+            |c, n| zstd::bulk::decompress(c, n).unwrap(),
+        ),
+        (
+            "zstd -6",
+            |d| zstd::bulk::compress(d, 6).unwrap(),
+            |c, n| zstd::bulk::decompress(c, n).unwrap(),
+        ),
     ];
     for (name, compress, decompress) in codecs {
         let t = Instant::now();
@@ -106,9 +151,15 @@ fn timings(stderr: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-fn run_walship(data_dir: &Path, env: &[(&str, String)], args: &[&str]) -> (Duration, BTreeMap<String, f64>) {
+fn run_walship(
+    data_dir: &Path,
+    env: &[(&str, String)],
+    args: &[&str],
+) -> (Duration, BTreeMap<String, f64>) {
     let mut cmd = Command::new(walship_bin());
-    cmd.current_dir(data_dir).args(args).env("WALSHIP_TIMINGS", "1");
+    cmd.current_dir(data_dir)
+        .args(args)
+        .env("WALSHIP_TIMINGS", "1");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -144,22 +195,52 @@ fn process_figures(scratch: &Scratch, cluster: &Cluster, segments: &[String]) {
             let wall_ms = wall.as_secs_f64() * 1e3;
             let work = t["compress_hash_ms"] + t["store_ms"] + t["read_ms"];
             rows.entry("push wall (ms)").or_default().push(wall_ms);
-            rows.entry("push start-up to first read (ms)").or_default().push(t["startup_ms"]);
-            rows.entry("push read file (ms)").or_default().push(t["read_ms"]);
-            rows.entry("push plugin load+open (ms)").or_default().push(t["plugin_open_ms"]);
-            rows.entry("push identity check (ms)").or_default().push(t["identity_ms"]);
-            rows.entry("push compress+hash (ms)").or_default().push(t["compress_hash_ms"]);
-            rows.entry("push storage (ms)").or_default().push(t["store_ms"]);
-            rows.entry("push everything else (ms)").or_default().push(wall_ms - work);
-            rows.entry("push peak RSS (MiB)").or_default().push(t["peak_rss_kib"] / 1024.0);
+            rows.entry("push start-up to first read (ms)")
+                .or_default()
+                .push(t["startup_ms"]);
+            rows.entry("push read file (ms)")
+                .or_default()
+                .push(t["read_ms"]);
+            rows.entry("push plugin load+open (ms)")
+                .or_default()
+                .push(t["plugin_open_ms"]);
+            rows.entry("push identity check (ms)")
+                .or_default()
+                .push(t["identity_ms"]);
+            rows.entry("push compress+hash (ms)")
+                .or_default()
+                .push(t["compress_hash_ms"]);
+            rows.entry("push storage (ms)")
+                .or_default()
+                .push(t["store_ms"]);
+            rows.entry("push everything else (ms)")
+                .or_default()
+                .push(wall_ms - work);
+            rows.entry("push peak RSS (MiB)")
+                .or_default()
+                .push(t["peak_rss_kib"] / 1024.0);
             let dest = scratch.dir("fetched").join(seg);
-            let (wall, t) = run_walship(data_dir, &env, &["wal-fetch", seg, &dest.display().to_string()]);
-            rows.entry("fetch wall (ms)").or_default().push(wall.as_secs_f64() * 1e3);
-            rows.entry("fetch peak RSS (MiB)").or_default().push(t["peak_rss_kib"] / 1024.0);
+            let (wall, t) = run_walship(
+                data_dir,
+                &env,
+                &["wal-fetch", seg, &dest.display().to_string()],
+            );
+            rows.entry("fetch wall (ms)")
+                .or_default()
+                .push(wall.as_secs_f64() * 1e3);
+            rows.entry("fetch peak RSS (MiB)")
+                .or_default()
+                .push(t["peak_rss_kib"] / 1024.0);
             let _ = std::fs::remove_file(&dest);
         }
-        println!("## one 16 MiB segment through the filesystem plugin, compression {compression} ({} runs, medians)", segments.len() - 1);
-        println!("first push (compiles and caches the plugin): {:.0} ms", cold.as_secs_f64() * 1e3);
+        println!(
+            "## one 16 MiB segment through the filesystem plugin, compression {compression} ({} runs, medians)",
+            segments.len() - 1
+        );
+        println!(
+            "first push (compiles and caches the plugin): {:.0} ms",
+            cold.as_secs_f64() * 1e3
+        );
         println!("| what | median | min | max |");
         println!("|---|---|---|---|");
         for (what, v) in rows {
@@ -172,10 +253,19 @@ fn process_figures(scratch: &Scratch, cluster: &Cluster, segments: &[String]) {
     let (wall, _) = {
         let t = Instant::now();
         for _ in 0..20 {
-            Command::new(walship_bin()).arg("--version").output().unwrap();
+            Command::new(walship_bin())
+                .arg("--version")
+                .output()
+                .unwrap();
         }
         (t.elapsed() / 20, ())
     };
-    println!("bare process start (`walship --version`): {:.1} ms", wall.as_secs_f64() * 1e3);
-    println!("\ntarget: 'push everything else' ≤ 5 ms, peak RSS ≤ 64 MiB; machine load average now {}", loadavg());
+    println!(
+        "bare process start (`walship --version`): {:.1} ms",
+        wall.as_secs_f64() * 1e3
+    );
+    println!(
+        "\ntarget: 'push everything else' ≤ 5 ms, peak RSS ≤ 64 MiB; machine load average now {}",
+        loadavg()
+    );
 }

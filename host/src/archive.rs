@@ -26,17 +26,39 @@ fn identity_key() -> Key {
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     #[error("{op} {key}: {source}")]
-    Storage { op: &'static str, key: String, source: StorageError },
+    Storage {
+        op: &'static str,
+        key: String,
+        source: StorageError,
+    },
     #[error(
         "the archive at {prefix} belongs to another cluster (system identifier {archive}, this data directory has {local}); \
          give each cluster its own prefix"
     )]
-    OtherCluster { prefix: String, archive: u64, local: u64 },
-    #[error("the archive at {prefix} was made with {archive}-byte WAL segments, this cluster uses {local}")]
-    SegmentSizeMismatch { prefix: String, archive: u32, local: u32 },
-    #[error("{prefix} holds a {tool} archive ({evidence}); walship will not write into it: use an empty prefix")]
-    ForeignArchive { prefix: String, tool: &'static str, evidence: String },
-    #[error("{prefix} is not empty and holds no walship archive (found {found}); use an empty prefix")]
+    OtherCluster {
+        prefix: String,
+        archive: u64,
+        local: u64,
+    },
+    #[error(
+        "the archive at {prefix} was made with {archive}-byte WAL segments, this cluster uses {local}"
+    )]
+    SegmentSizeMismatch {
+        prefix: String,
+        archive: u32,
+        local: u32,
+    },
+    #[error(
+        "{prefix} holds a {tool} archive ({evidence}); walship will not write into it: use an empty prefix"
+    )]
+    ForeignArchive {
+        prefix: String,
+        tool: &'static str,
+        evidence: String,
+    },
+    #[error(
+        "{prefix} is not empty and holds no walship archive (found {found}); use an empty prefix"
+    )]
     NotAnArchive { prefix: String, found: String },
     #[error(
         "{prefix} holds no walship archive (no {IDENTITY_KEY}): check the prefix (a typo in a bucket or path looks exactly like this)"
@@ -50,7 +72,13 @@ pub enum ArchiveError {
         "{name} is already archived with different content (archived {archived_len} bytes, blake3 {archived}…; \
          local {local_len} bytes, blake3 {local}…); the archived copy was left untouched"
     )]
-    DifferentContent { name: String, archived: String, archived_len: u64, local: String, local_len: u64 },
+    DifferentContent {
+        name: String,
+        archived: String,
+        archived_len: u64,
+        local: String,
+        local_len: u64,
+    },
     #[error("archived {key} is unreadable: {source}")]
     Corrupt { key: String, source: FormatError },
     #[error("{0} is not in the archive")]
@@ -87,13 +115,29 @@ pub struct Archive<'c, S> {
 }
 
 impl<'c, S: ObjectStore> Archive<'c, S> {
-    pub fn new(store: S, prefix: &str, compression: Compression, identities: &'c IdentityCache) -> Self {
-        Self { timings: PushTimings::default(), store, prefix: prefix.to_string(), compression, identities }
+    pub fn new(
+        store: S,
+        prefix: &str,
+        compression: Compression,
+        identities: &'c IdentityCache,
+    ) -> Self {
+        Self {
+            timings: PushTimings::default(),
+            store,
+            prefix: prefix.to_string(),
+            compression,
+            identities,
+        }
     }
 
     /// Archives one WAL file. `local` is the identity of the data directory
     /// walship runs in.
-    pub async fn push(&mut self, name: &WalFileName, bytes: &[u8], local: &ClusterIdentity) -> Result<PushOutcome, ArchiveError> {
+    pub async fn push(
+        &mut self,
+        name: &WalFileName,
+        bytes: &[u8],
+        local: &ClusterIdentity,
+    ) -> Result<PushOutcome, ArchiveError> {
         check_belongs_to(name, bytes, local)?;
         let t = std::time::Instant::now();
         self.ensure_identity(local).await?;
@@ -109,7 +153,13 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         result
     }
 
-    async fn store_object(&mut self, name: &WalFileName, key: &Key, object: &[u8], content: &ContentId) -> Result<PushOutcome, ArchiveError> {
+    async fn store_object(
+        &mut self,
+        name: &WalFileName,
+        key: &Key,
+        object: &[u8],
+        content: &ContentId,
+    ) -> Result<PushOutcome, ArchiveError> {
         let (key, object) = (key.clone(), object);
         let features = self.store.info().features;
 
@@ -138,13 +188,22 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
 
     /// Fetches one WAL file, verified. `local` (when the data directory has a
     /// control file) is checked against segment headers and the archive.
-    pub async fn fetch(&mut self, name: &WalFileName, local: Option<&ClusterIdentity>) -> Result<Vec<u8>, ArchiveError> {
+    pub async fn fetch(
+        &mut self,
+        name: &WalFileName,
+        local: Option<&ClusterIdentity>,
+    ) -> Result<Vec<u8>, ArchiveError> {
         let key = wal_key(name);
         let object = match transfer::download(&mut self.store, &key).await {
             Ok(o) => o,
             Err(StorageError::NotFound(_)) => {
                 // Make "not here" believable before PostgreSQL acts on it.
-                let record = self.read_identity().await?.ok_or_else(|| ArchiveError::NoArchive { prefix: self.prefix.clone() })?;
+                let record =
+                    self.read_identity()
+                        .await?
+                        .ok_or_else(|| ArchiveError::NoArchive {
+                            prefix: self.prefix.clone(),
+                        })?;
                 if let Some(local) = local {
                     self.check_record(&record, local)?;
                 }
@@ -152,9 +211,16 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
             }
             Err(e) => return Err(ArchiveError::storage("get", &key)(e)),
         };
-        let bytes = object_format::decode(object).map_err(|source| ArchiveError::Corrupt { key: key.to_string(), source })?;
+        let bytes = object_format::decode(object).map_err(|source| ArchiveError::Corrupt {
+            key: key.to_string(),
+            source,
+        })?;
         if let (Some(local), true) = (local, name.has_page_header()) {
-            let header = parse_segment_header(&bytes).map_err(|why| ArchiveError::ForeignSegment { name: name.to_string(), why: why.into() })?;
+            let header =
+                parse_segment_header(&bytes).map_err(|why| ArchiveError::ForeignSegment {
+                    name: name.to_string(),
+                    why: why.into(),
+                })?;
             if header.system_identifier != local.system_identifier {
                 return Err(ArchiveError::OtherCluster {
                     prefix: self.prefix.clone(),
@@ -166,12 +232,26 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         Ok(bytes)
     }
 
-    async fn compare_existing(&mut self, name: &WalFileName, key: &Key, local: &ContentId) -> Result<PushOutcome, ArchiveError> {
+    async fn compare_existing(
+        &mut self,
+        name: &WalFileName,
+        key: &Key,
+        local: &ContentId,
+    ) -> Result<PushOutcome, ArchiveError> {
         // Read and verify the whole archived copy: a corrupt copy must not
         // count as "already archived".
-        let object = transfer::download(&mut self.store, key).await.map_err(ArchiveError::storage("get", key))?;
-        let header = object_format::decode_header(&object).map_err(|source| ArchiveError::Corrupt { key: key.to_string(), source })?;
-        object_format::decode(object).map_err(|source| ArchiveError::Corrupt { key: key.to_string(), source })?;
+        let object = transfer::download(&mut self.store, key)
+            .await
+            .map_err(ArchiveError::storage("get", key))?;
+        let header =
+            object_format::decode_header(&object).map_err(|source| ArchiveError::Corrupt {
+                key: key.to_string(),
+                source,
+            })?;
+        object_format::decode(object).map_err(|source| ArchiveError::Corrupt {
+            key: key.to_string(),
+            source,
+        })?;
         if header.content == *local {
             Ok(PushOutcome::AlreadyArchived)
         } else {
@@ -185,9 +265,20 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         }
     }
 
-    async fn verify_read_back(&mut self, name: &WalFileName, key: &Key, local: &ContentId) -> Result<PushOutcome, ArchiveError> {
-        let head = transfer::read_head(&mut self.store, key, HEADER_LEN as u64).await.map_err(ArchiveError::storage("get", key))?;
-        let header = object_format::decode_header(&head).map_err(|source| ArchiveError::Corrupt { key: key.to_string(), source })?;
+    async fn verify_read_back(
+        &mut self,
+        name: &WalFileName,
+        key: &Key,
+        local: &ContentId,
+    ) -> Result<PushOutcome, ArchiveError> {
+        let head = transfer::read_head(&mut self.store, key, HEADER_LEN as u64)
+            .await
+            .map_err(ArchiveError::storage("get", key))?;
+        let header =
+            object_format::decode_header(&head).map_err(|source| ArchiveError::Corrupt {
+                key: key.to_string(),
+                source,
+            })?;
         if header.content == *local {
             Ok(PushOutcome::Stored)
         } else {
@@ -205,15 +296,22 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         let key = identity_key();
         match self.store.get(&key, None).await {
             Ok((_, bytes)) => {
-                let text = String::from_utf8(bytes).map_err(|_| ArchiveError::DamagedIdentity("not UTF-8".into()))?;
-                IdentityRecord::parse(&text).map(Some).map_err(ArchiveError::DamagedIdentity)
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| ArchiveError::DamagedIdentity("not UTF-8".into()))?;
+                IdentityRecord::parse(&text)
+                    .map(Some)
+                    .map_err(ArchiveError::DamagedIdentity)
             }
             Err(StorageError::NotFound(_)) => Ok(None),
             Err(e) => Err(ArchiveError::storage("get", &key)(e)),
         }
     }
 
-    fn check_record(&self, record: &IdentityRecord, local: &ClusterIdentity) -> Result<(), ArchiveError> {
+    fn check_record(
+        &self,
+        record: &IdentityRecord,
+        local: &ClusterIdentity,
+    ) -> Result<(), ArchiveError> {
         if record.cluster.system_identifier != local.system_identifier {
             return Err(ArchiveError::OtherCluster {
                 prefix: self.prefix.clone(),
@@ -243,10 +341,25 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
                 self.refuse_foreign_contents().await?;
                 let key = identity_key();
                 let mine = IdentityRecord::new(*local);
-                match self.store.put(&key, mine.to_toml().as_bytes(), &PutOptions { mode: PutMode::CreateOnly, ..PutOptions::create_only() }).await {
+                match self
+                    .store
+                    .put(
+                        &key,
+                        mine.to_toml().as_bytes(),
+                        &PutOptions {
+                            mode: PutMode::CreateOnly,
+                            ..PutOptions::create_only()
+                        },
+                    )
+                    .await
+                {
                     Ok(_) => mine,
                     // Another process created it first: check theirs.
-                    Err(StorageError::AlreadyExists(_)) => self.read_identity().await?.ok_or_else(|| ArchiveError::DamagedIdentity("vanished after creation".into()))?,
+                    Err(StorageError::AlreadyExists(_)) => {
+                        self.read_identity().await?.ok_or_else(|| {
+                            ArchiveError::DamagedIdentity("vanished after creation".into())
+                        })?
+                    }
                     Err(e) => return Err(ArchiveError::storage("put", &key)(e)),
                 }
             }
@@ -258,38 +371,80 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
 
     /// An empty prefix is fine; another tool's archive, or anything else, is not.
     async fn refuse_foreign_contents(&mut self) -> Result<(), ArchiveError> {
-        let (objects, _) = transfer::list_all(&mut self.store, "", Some(100)).await.map_err(ArchiveError::storage("list", &identity_key()))?;
-        let Some(first) = objects.first() else { return Ok(()) };
+        let (objects, _) = transfer::list_all(&mut self.store, "", Some(100))
+            .await
+            .map_err(ArchiveError::storage("list", &identity_key()))?;
+        let Some(first) = objects.first() else {
+            return Ok(());
+        };
         let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
         let prefix = self.prefix.clone();
-        let foreign = |tool, evidence: &str| ArchiveError::ForeignArchive { prefix: prefix.clone(), tool, evidence: evidence.to_string() };
-        if let Some(k) = keys.iter().find(|k| k.starts_with("wal_005/") || k.starts_with("basebackups_005/")) {
+        let foreign = |tool, evidence: &str| ArchiveError::ForeignArchive {
+            prefix: prefix.clone(),
+            tool,
+            evidence: evidence.to_string(),
+        };
+        if let Some(k) = keys
+            .iter()
+            .find(|k| k.starts_with("wal_005/") || k.starts_with("basebackups_005/"))
+        {
             return Err(foreign("WAL-G", k));
         }
-        if let Some(k) = keys.iter().find(|k| k.ends_with("archive.info") || k.ends_with("backup.info") || k.ends_with("archive.info.copy")) {
+        if let Some(k) = keys.iter().find(|k| {
+            k.ends_with("archive.info")
+                || k.ends_with("backup.info")
+                || k.ends_with("archive.info.copy")
+        }) {
             return Err(foreign("pgBackRest", k));
         }
-        if let Some(k) = keys.iter().find(|k| k.contains("/wals/") || k.contains("/base/") && k.ends_with("backup.info")) {
+        if let Some(k) = keys
+            .iter()
+            .find(|k| k.contains("/wals/") || k.contains("/base/") && k.ends_with("backup.info"))
+        {
             return Err(foreign("barman-cloud", k));
         }
         if let Some(k) = keys.iter().find(|k| k.starts_with("wal/")) {
-            return Err(ArchiveError::NotAnArchive { prefix: self.prefix.clone(), found: format!("walship objects such as {k} but no {IDENTITY_KEY}") });
+            return Err(ArchiveError::NotAnArchive {
+                prefix: self.prefix.clone(),
+                found: format!("walship objects such as {k} but no {IDENTITY_KEY}"),
+            });
         }
-        Err(ArchiveError::NotAnArchive { prefix: self.prefix.clone(), found: first.key.clone() })
+        Err(ArchiveError::NotAnArchive {
+            prefix: self.prefix.clone(),
+            found: first.key.clone(),
+        })
     }
 }
 
 /// Checks that a segment's page header belongs to the cluster in the data
 /// directory and to the position its name claims. History and backup-label
 /// files carry no header.
-fn check_belongs_to(name: &WalFileName, bytes: &[u8], local: &ClusterIdentity) -> Result<(), ArchiveError> {
+fn check_belongs_to(
+    name: &WalFileName,
+    bytes: &[u8],
+    local: &ClusterIdentity,
+) -> Result<(), ArchiveError> {
     let (timeline, segment_no) = match name.kind() {
-        WalFileKind::Segment { timeline, segment_no } | WalFileKind::Partial { timeline, segment_no } => (timeline, segment_no),
+        WalFileKind::Segment {
+            timeline,
+            segment_no,
+        }
+        | WalFileKind::Partial {
+            timeline,
+            segment_no,
+        } => (timeline, segment_no),
         WalFileKind::History { .. } | WalFileKind::BackupLabel { .. } => return Ok(()),
     };
-    let fail = |why: String| ArchiveError::ForeignSegment { name: name.to_string(), why };
+    let fail = |why: String| ArchiveError::ForeignSegment {
+        name: name.to_string(),
+        why,
+    };
     if bytes.len() != local.wal_segment_size as usize {
-        return Err(fail(format!("it is {} bytes, WAL segments of this cluster are {}", bytes.len(), local.wal_segment_size)));
+        return Err(fail(format!(
+            "it is {} bytes, WAL segments of this cluster are {}",
+            bytes.len(),
+            local.wal_segment_size
+        )));
     }
     let header = parse_segment_header(bytes).map_err(|why| fail(why.to_string()))?;
     if header.system_identifier != local.system_identifier {
@@ -299,16 +454,28 @@ fn check_belongs_to(name: &WalFileName, bytes: &[u8], local: &ClusterIdentity) -
         )));
     }
     if header.wal_segment_size != local.wal_segment_size {
-        return Err(fail(format!("its header says {}-byte segments", header.wal_segment_size)));
+        return Err(fail(format!(
+            "its header says {}-byte segments",
+            header.wal_segment_size
+        )));
     }
     let expected = segment_start_lsn(segment_no, local.wal_segment_size);
     if header.page_address != expected {
-        return Err(fail(format!("its first page is at LSN {:X}/{:X}, the name says {:X}/{:X}", header.page_address >> 32, header.page_address as u32, expected >> 32, expected as u32)));
+        return Err(fail(format!(
+            "its first page is at LSN {:X}/{:X}, the name says {:X}/{:X}",
+            header.page_address >> 32,
+            header.page_address as u32,
+            expected >> 32,
+            expected as u32
+        )));
     }
     // The first segment of a new timeline starts as a copy of the old one, so
     // its header may carry an older timeline, never a newer one.
     if header.timeline > timeline {
-        return Err(fail(format!("its header is on timeline {}, the name says {timeline}", header.timeline)));
+        return Err(fail(format!(
+            "its header is on timeline {}, the name says {timeline}",
+            header.timeline
+        )));
     }
     Ok(())
 }
@@ -318,7 +485,10 @@ mod tests {
     use super::*;
     use crate::pg_control::tests::fake_segment;
 
-    const ID: ClusterIdentity = ClusterIdentity { system_identifier: 99, wal_segment_size: 1 << 20 };
+    const ID: ClusterIdentity = ClusterIdentity {
+        system_identifier: 99,
+        wal_segment_size: 1 << 20,
+    };
 
     #[test]
     fn segment_checks_catch_other_clusters_and_misnamed_files() {
@@ -326,7 +496,12 @@ mod tests {
         let good = fake_segment(99, 1, 3 << 20, 1 << 20);
         assert!(check_belongs_to(&name, &good, &ID).is_ok());
         let other = fake_segment(98, 1, 3 << 20, 1 << 20);
-        assert!(check_belongs_to(&name, &other, &ID).unwrap_err().to_string().contains("system identifier"));
+        assert!(
+            check_belongs_to(&name, &other, &ID)
+                .unwrap_err()
+                .to_string()
+                .contains("system identifier")
+        );
         let misplaced = fake_segment(99, 1, 4 << 20, 1 << 20);
         assert!(check_belongs_to(&name, &misplaced, &ID).is_err());
         assert!(check_belongs_to(&name, &good[..1000], &ID).is_err());
@@ -335,6 +510,13 @@ mod tests {
         let next_tli = WalFileName::parse("000000020000000000000003").unwrap();
         assert!(check_belongs_to(&next_tli, &good, &ID).is_ok());
         let history = WalFileName::parse("00000002.history").unwrap();
-        assert!(check_belongs_to(&history, b"1\t0/3000000\tno recovery target specified\n", &ID).is_ok());
+        assert!(
+            check_belongs_to(
+                &history,
+                b"1\t0/3000000\tno recovery target specified\n",
+                &ID
+            )
+            .is_ok()
+        );
     }
 }

@@ -76,8 +76,9 @@ pub enum Command {
 pub enum StorageCommand {
     /// List object keys under a key prefix
     Ls {
-        #[arg(default_value = "")]
-        prefix: String,
+        /// Only keys starting with this (relative to the archive prefix)
+        #[arg(default_value = "", value_name = "KEY_PREFIX")]
+        key_prefix: String,
     },
     /// Copy an object to a local file
     Get { key: String, file: PathBuf },

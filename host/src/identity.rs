@@ -18,7 +18,10 @@ pub struct IdentityRecord {
 
 impl IdentityRecord {
     pub fn new(cluster: ClusterIdentity) -> Self {
-        Self { cluster, layout_version: LAYOUT_VERSION }
+        Self {
+            cluster,
+            layout_version: LAYOUT_VERSION,
+        }
     }
 
     pub fn to_toml(&self) -> String {
@@ -37,7 +40,9 @@ impl IdentityRecord {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_string())?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| e.message().to_string())?;
         if table.get("format").and_then(|v| v.as_str()) != Some("walship") {
             return Err("format is not \"walship\"".into());
         }
@@ -47,7 +52,9 @@ impl IdentityRecord {
             .and_then(|v| u32::try_from(v).ok())
             .ok_or("layout_version missing")?;
         if layout_version != LAYOUT_VERSION {
-            return Err(format!("archive layout version {layout_version} is not supported by this walship (1): upgrade walship"));
+            return Err(format!(
+                "archive layout version {layout_version} is not supported by this walship (1): upgrade walship"
+            ));
         }
         let system_identifier = table
             .get("system_identifier")
@@ -59,7 +66,13 @@ impl IdentityRecord {
             .and_then(|v| v.as_integer())
             .and_then(|v| u32::try_from(v).ok())
             .ok_or("wal_segment_size missing")?;
-        Ok(Self { cluster: ClusterIdentity { system_identifier, wal_segment_size }, layout_version })
+        Ok(Self {
+            cluster: ClusterIdentity {
+                system_identifier,
+                wal_segment_size,
+            },
+            layout_version,
+        })
     }
 }
 
@@ -70,11 +83,17 @@ pub struct IdentityCache {
 
 impl IdentityCache {
     pub fn new(cache_dir: Option<&std::path::Path>) -> Self {
-        Self { dir: cache_dir.map(|d| d.join("identities")) }
+        Self {
+            dir: cache_dir.map(|d| d.join("identities")),
+        }
     }
 
     fn file(&self, prefix: &str) -> Option<PathBuf> {
-        Some(self.dir.as_ref()?.join(blake3::hash(prefix.as_bytes()).to_hex().as_str()))
+        Some(
+            self.dir
+                .as_ref()?
+                .join(blake3::hash(prefix.as_bytes()).to_hex().as_str()),
+        )
     }
 
     pub fn is_verified(&self, prefix: &str, cluster: &ClusterIdentity) -> bool {
@@ -85,7 +104,9 @@ impl IdentityCache {
 
     /// Best effort: a failure only costs a read next time.
     pub fn remember(&self, prefix: &str, cluster: &ClusterIdentity) {
-        let (Some(dir), Some(file)) = (&self.dir, self.file(prefix)) else { return };
+        let (Some(dir), Some(file)) = (&self.dir, self.file(prefix)) else {
+            return;
+        };
         let tmp = file.with_extension(format!("tmp{}", std::process::id()));
         let _ = std::fs::create_dir_all(dir)
             .and_then(|_| std::fs::write(&tmp, remembered(prefix, cluster)))
@@ -95,7 +116,10 @@ impl IdentityCache {
 }
 
 fn remembered(prefix: &str, c: &ClusterIdentity) -> String {
-    format!("{prefix}\n{}\n{}\n", c.system_identifier, c.wal_segment_size)
+    format!(
+        "{prefix}\n{}\n{}\n",
+        c.system_identifier, c.wal_segment_size
+    )
 }
 
 #[cfg(test)]
@@ -104,9 +128,18 @@ mod tests {
 
     #[test]
     fn record_round_trips_and_keeps_u64_precision() {
-        let rec = IdentityRecord::new(ClusterIdentity { system_identifier: u64::MAX - 1, wal_segment_size: 16 << 20 });
+        let rec = IdentityRecord::new(ClusterIdentity {
+            system_identifier: u64::MAX - 1,
+            wal_segment_size: 16 << 20,
+        });
         assert_eq!(IdentityRecord::parse(&rec.to_toml()).unwrap(), rec);
         assert!(IdentityRecord::parse("format = \"other\"").is_err());
-        assert!(IdentityRecord::parse(&rec.to_toml().replace("layout_version = 1", "layout_version = 2")).is_err());
+        assert!(
+            IdentityRecord::parse(
+                &rec.to_toml()
+                    .replace("layout_version = 1", "layout_version = 2")
+            )
+            .is_err()
+        );
     }
 }

@@ -38,15 +38,32 @@ fn main() -> ExitCode {
     };
     let settings = match settings::resolve(&cli.global, &settings::Environment::capture()) {
         Ok(s) => s,
-        Err(e) => return exit(Err(Failure::new(failure_code, format!("configuration: {e}")))),
+        Err(e) => {
+            return exit(Err(Failure::new(
+                failure_code,
+                format!("configuration: {e}"),
+            )));
+        }
     };
     start_watchdog(settings.deadline + Duration::from_secs(10), failure_code);
     let deadline = settings.deadline;
-    let ctx = Context { settings, cwd, started };
+    let ctx = Context {
+        settings,
+        cwd,
+        started,
+    };
 
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
-        Err(e) => return exit(Err(Failure::new(failure_code, format!("cannot start: {e}")))),
+        Err(e) => {
+            return exit(Err(Failure::new(
+                failure_code,
+                format!("cannot start: {e}"),
+            )));
+        }
     };
     let result = runtime.block_on(async {
         tokio::select! {
@@ -65,9 +82,13 @@ fn main() -> ExitCode {
 async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
     match command {
         Command::WalPush { path } => commands::wal_push::run(ctx, path).await,
-        Command::WalFetch { name, destination } => commands::wal_fetch::run(ctx, name, destination).await,
+        Command::WalFetch { name, destination } => {
+            commands::wal_fetch::run(ctx, name, destination).await
+        }
         Command::Storage(op) => commands::storage_ops::run(ctx, op).await,
-        Command::Plugin(PluginCommand::Inspect { plugin }) => commands::plugin_inspect::run(ctx, plugin).await,
+        Command::Plugin(PluginCommand::Inspect { plugin }) => {
+            commands::plugin_inspect::run(ctx, plugin).await
+        }
     }
 }
 
@@ -83,7 +104,10 @@ fn exit(result: Result<(), Failure>) -> ExitCode {
 
 async fn termination_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {
@@ -96,9 +120,14 @@ async fn termination_signal() -> &'static str {
 /// deadline cannot reach it (a blocking filesystem call on a hung mount),
 /// exit anyway, so PostgreSQL never waits forever.
 fn start_watchdog(after: Duration, code: u8) {
-    let _ = std::thread::Builder::new().name("walship-watchdog".into()).spawn(move || {
-        std::thread::sleep(after);
-        eprintln!("walship: still running {}s after the deadline; exiting", after.as_secs());
-        std::process::exit(i32::from(code));
-    });
+    let _ = std::thread::Builder::new()
+        .name("walship-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(after);
+            eprintln!(
+                "walship: still running {}s after the deadline; exiting",
+                after.as_secs()
+            );
+            std::process::exit(i32::from(code));
+        });
 }

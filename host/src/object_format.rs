@@ -74,11 +74,17 @@ pub struct ContentId {
 
 impl ContentId {
     pub fn of(bytes: &[u8]) -> Self {
-        Self { length: bytes.len() as u64, blake3: *blake3::hash(bytes).as_bytes() }
+        Self {
+            length: bytes.len() as u64,
+            blake3: *blake3::hash(bytes).as_bytes(),
+        }
     }
 
     pub fn short_hex(&self) -> String {
-        self.blake3[..8].iter().map(|b| format!("{b:02x}")).collect()
+        self.blake3[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -94,17 +100,26 @@ pub struct Header {
 pub enum FormatError {
     #[error("not a walship object (bad magic): the prefix may hold another tool's files")]
     BadMagic,
-    #[error("object format version {0} is newer than this walship understands (1): upgrade walship")]
+    #[error(
+        "object format version {0} is newer than this walship understands (1): upgrade walship"
+    )]
     UnsupportedVersion(u16),
     #[error("object header is damaged: {0}")]
     DamagedHeader(&'static str),
     #[error("object is encrypted (method {0}) and this walship cannot decrypt it")]
     Encrypted(u8),
-    #[error("object is truncated or has trailing bytes: header says {expected} payload bytes, found {found}")]
+    #[error(
+        "object is truncated or has trailing bytes: header says {expected} payload bytes, found {found}"
+    )]
     PayloadLength { expected: u64, found: u64 },
     #[error("object payload does not decompress ({compression}): {why}")]
-    Decompress { compression: Compression, why: String },
-    #[error("checksum mismatch: content hashes to {actual}…, header says {expected}… (the stored object is corrupt)")]
+    Decompress {
+        compression: Compression,
+        why: String,
+    },
+    #[error(
+        "checksum mismatch: content hashes to {actual}…, header says {expected}… (the stored object is corrupt)"
+    )]
     ChecksumMismatch { expected: String, actual: String },
 }
 
@@ -116,19 +131,29 @@ pub fn encode(original: &[u8], compression: Compression) -> (Vec<u8>, Header) {
     match compression {
         Compression::None => out.extend_from_slice(original),
         Compression::Lz4 => {
-            out.resize(HEADER_LEN + lz4_flex::block::get_maximum_output_size(original.len()), 0);
+            out.resize(
+                HEADER_LEN + lz4_flex::block::get_maximum_output_size(original.len()),
+                0,
+            );
             let n = lz4_flex::block::compress_into(original, &mut out[HEADER_LEN..])
                 .expect("the buffer has lz4's maximum output size");
             out.truncate(HEADER_LEN + n);
         }
         Compression::Zstd => {
-            out.resize(HEADER_LEN + zstd::zstd_safe::compress_bound(original.len()), 0);
+            out.resize(
+                HEADER_LEN + zstd::zstd_safe::compress_bound(original.len()),
+                0,
+            );
             let n = zstd::bulk::compress_to_buffer(original, &mut out[HEADER_LEN..], ZSTD_LEVEL)
                 .expect("the buffer has zstd's compress bound");
             out.truncate(HEADER_LEN + n);
         }
     }
-    let header = Header { compression, payload_len: (out.len() - HEADER_LEN) as u64, content };
+    let header = Header {
+        compression,
+        payload_len: (out.len() - HEADER_LEN) as u64,
+        content,
+    };
     out[..HEADER_LEN].copy_from_slice(&encode_header(&header));
     (out, header)
 }
@@ -180,12 +205,17 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, FormatError> {
     let length = u64_at(16);
     let payload_len = u64_at(24);
     if compression == Compression::None && payload_len != length {
-        return Err(FormatError::DamagedHeader("uncompressed payload length differs from original length"));
+        return Err(FormatError::DamagedHeader(
+            "uncompressed payload length differs from original length",
+        ));
     }
     Ok(Header {
         compression,
         payload_len,
-        content: ContentId { length, blake3: bytes[32..64].try_into().unwrap() },
+        content: ContentId {
+            length,
+            blake3: bytes[32..64].try_into().unwrap(),
+        },
     })
 }
 
@@ -206,9 +236,14 @@ pub fn decode(mut object: Vec<u8>) -> Result<Vec<u8>, FormatError> {
     // Refuse absurd lengths before allocating: WAL files are at most 1 GiB,
     // base-backup parts go through multipart objects of bounded size.
     if original_len > (4usize << 30) {
-        return Err(FormatError::DamagedHeader("original length is implausibly large"));
+        return Err(FormatError::DamagedHeader(
+            "original length is implausibly large",
+        ));
     }
-    let decompress_err = |why: String| FormatError::Decompress { compression: header.compression, why };
+    let decompress_err = |why: String| FormatError::Decompress {
+        compression: header.compression,
+        why,
+    };
     let original = match header.compression {
         Compression::None => {
             object.drain(..HEADER_LEN);
@@ -234,7 +269,9 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<u8> {
-        (0..100_000u32).flat_map(|i| (i / 7).to_le_bytes()).collect()
+        (0..100_000u32)
+            .flat_map(|i| (i / 7).to_le_bytes())
+            .collect()
     }
 
     #[test]
@@ -245,7 +282,10 @@ mod tests {
             assert_eq!(decode_header(&obj).unwrap(), header);
             assert_eq!(decode(obj).unwrap(), data, "{c}");
         }
-        assert_eq!(decode(encode(&[], Compression::Zstd).0).unwrap(), Vec::<u8>::new());
+        assert_eq!(
+            decode(encode(&[], Compression::Zstd).0).unwrap(),
+            Vec::<u8>::new()
+        );
     }
 
     #[test]
@@ -271,8 +311,14 @@ mod tests {
                 match decode(bad) {
                     Err(_) => {}
                     Ok(decoded) => {
-                        assert!(bit / 8 >= HEADER_LEN && c != Compression::None, "{c}: flip of bit {bit} went unnoticed");
-                        assert_eq!(decoded, data, "{c}: flip of bit {bit} produced wrong content");
+                        assert!(
+                            bit / 8 >= HEADER_LEN && c != Compression::None,
+                            "{c}: flip of bit {bit} went unnoticed"
+                        );
+                        assert_eq!(
+                            decoded, data,
+                            "{c}: flip of bit {bit} produced wrong content"
+                        );
                     }
                 }
             }
@@ -282,8 +328,12 @@ mod tests {
     #[test]
     fn truncation_and_foreign_bytes_are_refused() {
         let (obj, _) = encode(&sample(), Compression::Zstd);
-        assert!(matches!(decode(obj[..obj.len() - 1].to_vec()), Err(FormatError::PayloadLength { .. })));
-        let foreign = b"\x28\xb5\x2f\xfd plain zstd from another tool.....................................";
+        assert!(matches!(
+            decode(obj[..obj.len() - 1].to_vec()),
+            Err(FormatError::PayloadLength { .. })
+        ));
+        let foreign =
+            b"\x28\xb5\x2f\xfd plain zstd from another tool.....................................";
         assert_eq!(decode(foreign.to_vec()), Err(FormatError::BadMagic));
         assert!(decode(obj[..10].to_vec()).is_err());
     }

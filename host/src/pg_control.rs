@@ -22,7 +22,10 @@ pub enum ControlFileError {
     #[error(
         "cannot read {path}: {source} (walship must run in the data directory, as PostgreSQL runs archive_command and restore_command)"
     )]
-    Unreadable { path: String, source: std::io::Error },
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} does not look like a PostgreSQL control file: {why}")]
     Malformed { path: String, why: &'static str },
 }
@@ -57,7 +60,9 @@ fn parse_control_file(bytes: &[u8]) -> Result<ClusterIdentity, &'static str> {
     let at = (64..bytes.len().min(512) - 32)
         .step_by(8)
         .find(|&off| bytes[off..off + 8] == marker)
-        .ok_or("float format marker not found (not little-endian x86/ARM, or not a control file)")?;
+        .ok_or(
+            "float format marker not found (not little-endian x86/ARM, or not a control file)",
+        )?;
     let u32_at = |off: usize| u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap());
     let wal_block_size = u32_at(at + 16);
     let wal_segment_size = u32_at(at + 20);
@@ -70,7 +75,10 @@ fn parse_control_file(bytes: &[u8]) -> Result<ClusterIdentity, &'static str> {
     if system_identifier == 0 {
         return Err("system identifier is zero");
     }
-    Ok(ClusterIdentity { system_identifier, wal_segment_size })
+    Ok(ClusterIdentity {
+        system_identifier,
+        wal_segment_size,
+    })
 }
 
 /// The fields of a segment's first (long) page header that identify it.
@@ -142,7 +150,10 @@ pub(crate) mod tests {
         let id = parse_control_file(&fake_control_file(7_301_234_567_890, 16 << 20)).unwrap();
         assert_eq!(
             id,
-            ClusterIdentity { system_identifier: 7_301_234_567_890, wal_segment_size: 16 << 20 }
+            ClusterIdentity {
+                system_identifier: 7_301_234_567_890,
+                wal_segment_size: 16 << 20
+            }
         );
     }
 

@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use crate::storage::{
-    BackendInfo, ByteRange, Key, ListOptions, ListPage, ObjectMeta, ObjectStore, PartReceipt, PutOptions, StorageError,
+    BackendInfo, ByteRange, Key, ListOptions, ListPage, ObjectMeta, ObjectStore, PartReceipt,
+    PutOptions, StorageError,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -31,9 +32,16 @@ impl<S: ObjectStore> Retrying<S> {
         if !error.is_retryable() || attempt + 1 >= self.policy.attempts {
             return None;
         }
-        let exp = self.policy.first_backoff.saturating_mul(1 << attempt.min(16)).min(self.policy.max_backoff);
+        let exp = self
+            .policy
+            .first_backoff
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.policy.max_backoff);
         let wait = match error {
-            StorageError::Throttled { retry_after: Some(hint), .. } => (*hint).max(exp),
+            StorageError::Throttled {
+                retry_after: Some(hint),
+                ..
+            } => (*hint).max(exp),
             _ => exp,
         };
         (Instant::now() + wait < self.policy.deadline).then_some(wait)
@@ -49,7 +57,10 @@ macro_rules! with_retries {
                 Ok(v) => break Ok(v),
                 Err(e) => match $self.backoff(attempt, &e) {
                     Some(wait) => {
-                        eprintln!("walship: warning: {} failed ({e}); retrying in {wait:?}", $op);
+                        eprintln!(
+                            "walship: warning: {} failed ({e}); retrying in {wait:?}",
+                            $op
+                        );
                         tokio::time::sleep(wait).await;
                         attempt += 1;
                     }
@@ -67,13 +78,22 @@ impl<S: ObjectStore> ObjectStore for Retrying<S> {
     async fn head(&mut self, key: &Key) -> Result<ObjectMeta, StorageError> {
         with_retries!(self, "head", |s| s.head(key))
     }
-    async fn get(&mut self, key: &Key, range: Option<ByteRange>) -> Result<(ObjectMeta, Vec<u8>), StorageError> {
+    async fn get(
+        &mut self,
+        key: &Key,
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectMeta, Vec<u8>), StorageError> {
         with_retries!(self, "get", |s| s.get(key, range))
     }
     /// A retried create-only put can meet its own first attempt (which
     /// succeeded but whose answer was lost) as "already exists"; the archive
     /// layer compares content in that case, so this is safe.
-    async fn put(&mut self, key: &Key, data: &[u8], options: &PutOptions) -> Result<ObjectMeta, StorageError> {
+    async fn put(
+        &mut self,
+        key: &Key,
+        data: &[u8],
+        options: &PutOptions,
+    ) -> Result<ObjectMeta, StorageError> {
         with_retries!(self, "put", |s| s.put(key, data, options))
     }
     async fn list_page(&mut self, options: &ListOptions) -> Result<ListPage, StorageError> {
@@ -82,11 +102,22 @@ impl<S: ObjectStore> ObjectStore for Retrying<S> {
     async fn delete(&mut self, keys: &[Key]) -> Result<Vec<(String, StorageError)>, StorageError> {
         with_retries!(self, "delete", |s| s.delete(keys))
     }
-    async fn start_multipart(&mut self, key: &Key, options: &PutOptions) -> Result<String, StorageError> {
+    async fn start_multipart(
+        &mut self,
+        key: &Key,
+        options: &PutOptions,
+    ) -> Result<String, StorageError> {
         with_retries!(self, "start-multipart", |s| s.start_multipart(key, options))
     }
-    async fn put_part(&mut self, key: &Key, upload_id: &str, number: u32, data: &[u8]) -> Result<PartReceipt, StorageError> {
-        with_retries!(self, "put-part", |s| s.put_part(key, upload_id, number, data))
+    async fn put_part(
+        &mut self,
+        key: &Key,
+        upload_id: &str,
+        number: u32,
+        data: &[u8],
+    ) -> Result<PartReceipt, StorageError> {
+        with_retries!(self, "put-part", |s| s
+            .put_part(key, upload_id, number, data))
     }
     async fn complete_multipart(
         &mut self,
@@ -95,9 +126,11 @@ impl<S: ObjectStore> ObjectStore for Retrying<S> {
         parts: &[PartReceipt],
         options: &PutOptions,
     ) -> Result<ObjectMeta, StorageError> {
-        with_retries!(self, "complete-multipart", |s| s.complete_multipart(key, upload_id, parts, options))
+        with_retries!(self, "complete-multipart", |s| s
+            .complete_multipart(key, upload_id, parts, options))
     }
     async fn abort_multipart(&mut self, key: &Key, upload_id: &str) -> Result<(), StorageError> {
-        with_retries!(self, "abort-multipart", |s| s.abort_multipart(key, upload_id))
+        with_retries!(self, "abort-multipart", |s| s
+            .abort_multipart(key, upload_id))
     }
 }

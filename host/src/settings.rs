@@ -42,8 +42,14 @@ pub enum SettingsError {
     #[error("cannot read settings file {path}: {why}")]
     File { path: String, why: String },
     #[error("{name}={value:?} is not valid: {expected}")]
-    Invalid { name: String, value: String, expected: String },
-    #[error("{0} is set, but walship does not implement client-side encryption yet; refusing to store unencrypted data")]
+    Invalid {
+        name: String,
+        value: String,
+        expected: String,
+    },
+    #[error(
+        "{0} is set, but walship does not implement client-side encryption yet; refusing to store unencrypted data"
+    )]
     UnsupportedEncryption(String),
     #[error("several archive prefixes are set ({0}); set exactly one")]
     ConflictingPrefixes(String),
@@ -118,7 +124,10 @@ struct FileSettings {
 }
 
 pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, SettingsError> {
-    let config_path = args.config.clone().or_else(|| env.vars.get("WALSHIP_CONFIG").map(PathBuf::from));
+    let config_path = args
+        .config
+        .clone()
+        .or_else(|| env.vars.get("WALSHIP_CONFIG").map(PathBuf::from));
     let (file, file_vars) = match &config_path {
         Some(path) => read_file(path)?,
         None => (FileSettings::default(), BTreeMap::new()),
@@ -134,7 +143,12 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
         }
     }
 
-    let prefix = match args.prefix.clone().or_else(|| var("WALSHIP_PREFIX")).or(file.prefix.clone()) {
+    let prefix = match args
+        .prefix
+        .clone()
+        .or_else(|| var("WALSHIP_PREFIX"))
+        .or(file.prefix.clone())
+    {
         Some(p) => Some(normalize_prefix("WALSHIP_PREFIX", &p, None)?),
         None => walg_prefix(&var)?,
     };
@@ -158,14 +172,21 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
         .or(file.log_level.clone());
     let log_level = match log_raw {
         None => LogLevelFilter::Warn,
-        Some(v) => LogLevelFilter::parse(&v).ok_or_else(|| invalid("WALSHIP_LOG_LEVEL", &v, "error, warn, info, debug or trace"))?,
+        Some(v) => LogLevelFilter::parse(&v)
+            .ok_or_else(|| invalid("WALSHIP_LOG_LEVEL", &v, "error, warn, info, debug or trace"))?,
     };
 
-    let seconds = |name: &str, flag: Option<u64>, file: Option<u64>| -> Result<Option<Duration>, SettingsError> {
+    let seconds = |name: &str,
+                   flag: Option<u64>,
+                   file: Option<u64>|
+     -> Result<Option<Duration>, SettingsError> {
         let v = match flag {
             Some(v) => Some(v),
             None => match var(name) {
-                Some(s) => Some(s.parse::<u64>().map_err(|_| invalid(name, &s, "a whole number of seconds"))?),
+                Some(s) => Some(
+                    s.parse::<u64>()
+                        .map_err(|_| invalid(name, &s, "a whole number of seconds"))?,
+                ),
                 None => file,
             },
         };
@@ -174,19 +195,34 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
             v => Ok(v.map(Duration::from_secs)),
         }
     };
-    let deadline = seconds("WALSHIP_TIMEOUT", args.timeout, file.timeout_seconds)?.unwrap_or(DEFAULT_DEADLINE);
-    let plugin_call_timeout = seconds("WALSHIP_PLUGIN_CALL_TIMEOUT", None, file.plugin_call_timeout_seconds)?
-        .unwrap_or(DEFAULT_PLUGIN_CALL_TIMEOUT);
+    let deadline =
+        seconds("WALSHIP_TIMEOUT", args.timeout, file.timeout_seconds)?.unwrap_or(DEFAULT_DEADLINE);
+    let plugin_call_timeout = seconds(
+        "WALSHIP_PLUGIN_CALL_TIMEOUT",
+        None,
+        file.plugin_call_timeout_seconds,
+    )?
+    .unwrap_or(DEFAULT_PLUGIN_CALL_TIMEOUT);
     let plugin_memory_mib = match var("WALSHIP_PLUGIN_MEMORY_MIB") {
         Some(s) => s
             .parse::<usize>()
             .ok()
             .filter(|m| (16..=4096).contains(m))
-            .ok_or_else(|| invalid("WALSHIP_PLUGIN_MEMORY_MIB", &s, "a number of MiB from 16 to 4096"))?,
+            .ok_or_else(|| {
+                invalid(
+                    "WALSHIP_PLUGIN_MEMORY_MIB",
+                    &s,
+                    "a number of MiB from 16 to 4096",
+                )
+            })?,
         None => file.plugin_memory_mib.unwrap_or(DEFAULT_PLUGIN_MEMORY_MIB),
     };
 
-    let plugin_file = args.plugin.clone().or_else(|| var("WALSHIP_PLUGIN").map(PathBuf::from)).or(file.plugin.clone());
+    let plugin_file = args
+        .plugin
+        .clone()
+        .or_else(|| var("WALSHIP_PLUGIN").map(PathBuf::from))
+        .or(file.plugin.clone());
     let plugin_dir = args
         .plugin_dir
         .clone()
@@ -201,7 +237,14 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
         .or_else(|| var("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("walship")))
         .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache/walship")));
 
-    let list = |name: &str| var(name).map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>());
+    let list = |name: &str| {
+        var(name).map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        })
+    };
     let policy = SandboxPolicy {
         allowed_hosts: list("WALSHIP_ALLOW_HOSTS").or(file.allowed_hosts.clone()),
         allowed_directories: list("WALSHIP_ALLOW_DIRECTORIES")
@@ -227,23 +270,40 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
 }
 
 fn invalid(name: &str, value: &str, expected: &str) -> SettingsError {
-    SettingsError::Invalid { name: name.into(), value: value.into(), expected: expected.into() }
+    SettingsError::Invalid {
+        name: name.into(),
+        value: value.into(),
+        expected: expected.into(),
+    }
 }
 
 fn read_file(path: &Path) -> Result<(FileSettings, BTreeMap<String, String>), SettingsError> {
-    let err = |why: String| SettingsError::File { path: path.display().to_string(), why };
+    let err = |why: String| SettingsError::File {
+        path: path.display().to_string(),
+        why,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.message().to_string()))?;
-    let (upper, lower): (toml::Table, toml::Table) =
-        table.into_iter().partition(|(k, _)| k.chars().any(|c| c.is_ascii_uppercase()));
-    let file: FileSettings = toml::Value::Table(lower).try_into().map_err(|e: toml::de::Error| err(e.message().to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| err(e.message().to_string()))?;
+    let (upper, lower): (toml::Table, toml::Table) = table
+        .into_iter()
+        .partition(|(k, _)| k.chars().any(|c| c.is_ascii_uppercase()));
+    let file: FileSettings = toml::Value::Table(lower)
+        .try_into()
+        .map_err(|e: toml::de::Error| err(e.message().to_string()))?;
     let mut vars = BTreeMap::new();
     for (k, v) in upper {
         let s = match v {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
-            other => return Err(err(format!("{k} must be a string, number or boolean, not {}", other.type_str()))),
+            other => {
+                return Err(err(format!(
+                    "{k} must be a string, number or boolean, not {}",
+                    other.type_str()
+                )));
+            }
         };
         vars.insert(k, s);
     }
@@ -251,7 +311,10 @@ fn read_file(path: &Path) -> Result<(FileSettings, BTreeMap<String, String>), Se
 }
 
 fn walg_prefix(var: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, SettingsError> {
-    let set: Vec<_> = PREFIX_SETTINGS.iter().filter_map(|(name, scheme)| Some((*name, var(name)?, *scheme))).collect();
+    let set: Vec<_> = PREFIX_SETTINGS
+        .iter()
+        .filter_map(|(name, scheme)| Some((*name, var(name)?, *scheme)))
+        .collect();
     // WALG_ and WALE_ spellings of the same location are not a conflict.
     let mut urls = Vec::new();
     for (name, value, scheme) in &set {
@@ -263,26 +326,53 @@ fn walg_prefix(var: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, 
     match urls.len() {
         0 => Ok(None),
         1 => Ok(Some(urls.remove(0).1)),
-        _ => Err(SettingsError::ConflictingPrefixes(urls.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))),
+        _ => Err(SettingsError::ConflictingPrefixes(
+            urls.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+        )),
     }
 }
 
 /// Turns a prefix setting into a URL. A plain absolute path is a `file://`
 /// URL where the setting implies the filesystem (WAL-G's WALG_FILE_PREFIX).
-fn normalize_prefix(name: &str, value: &str, plain_path_scheme: Option<&str>) -> Result<String, SettingsError> {
+fn normalize_prefix(
+    name: &str,
+    value: &str,
+    plain_path_scheme: Option<&str>,
+) -> Result<String, SettingsError> {
     let value = value.trim();
     if let Some((scheme, rest)) = value.split_once("://") {
-        let ok_scheme = !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-');
+        let ok_scheme = !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-');
         if !ok_scheme || rest.is_empty() {
-            return Err(invalid(name, value, "a URL such as file:///var/lib/walship or s3://bucket/path"));
+            return Err(invalid(
+                name,
+                value,
+                "a URL such as file:///var/lib/walship or s3://bucket/path",
+            ));
         }
         if scheme == "file" && !rest.starts_with('/') {
-            return Err(invalid(name, value, "file:// followed by an absolute path, e.g. file:///var/lib/walship"));
+            return Err(invalid(
+                name,
+                value,
+                "file:// followed by an absolute path, e.g. file:///var/lib/walship",
+            ));
         }
-        return Ok(format!("{}://{}", scheme.to_ascii_lowercase(), rest.trim_end_matches('/')));
+        return Ok(format!(
+            "{}://{}",
+            scheme.to_ascii_lowercase(),
+            rest.trim_end_matches('/')
+        ));
     }
-    match plain_path_scheme.or(if value.starts_with('/') { Some("file") } else { None }) {
-        Some("file") if value.starts_with('/') => Ok(format!("file://{}", value.trim_end_matches('/'))),
+    match plain_path_scheme.or(if value.starts_with('/') {
+        Some("file")
+    } else {
+        None
+    }) {
+        Some("file") if value.starts_with('/') => {
+            Ok(format!("file://{}", value.trim_end_matches('/')))
+        }
         _ => Err(invalid(
             name,
             value,
@@ -296,7 +386,11 @@ fn parse_compression(v: &str) -> Result<Compression, SettingsError> {
         "zstd" => Ok(Compression::Zstd),
         "lz4" => Ok(Compression::Lz4),
         "none" | "off" => Ok(Compression::None),
-        _ => Err(invalid("WALG_COMPRESSION_METHOD", v, "zstd, lz4 or none (brotli and lzma are not supported)")),
+        _ => Err(invalid(
+            "WALG_COMPRESSION_METHOD",
+            v,
+            "zstd, lz4 or none (brotli and lzma are not supported)",
+        )),
     }
 }
 
@@ -314,7 +408,10 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Environment {
         Environment {
-            vars: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            vars: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             exe: Some(PathBuf::from("/opt/walship/bin/walship")),
         }
     }
@@ -323,13 +420,20 @@ mod tests {
     fn walg_names_work_unchanged() {
         let s = resolve(
             &GlobalArgs::default(),
-            &env(&[("WALG_FILE_PREFIX", "/var/lib/archive/"), ("WALG_COMPRESSION_METHOD", "lz4"), ("WALG_LOG_LEVEL", "DEVEL")]),
+            &env(&[
+                ("WALG_FILE_PREFIX", "/var/lib/archive/"),
+                ("WALG_COMPRESSION_METHOD", "lz4"),
+                ("WALG_LOG_LEVEL", "DEVEL"),
+            ]),
         )
         .unwrap();
         assert_eq!(s.prefix.as_deref(), Some("file:///var/lib/archive"));
         assert_eq!(s.compression, Compression::Lz4);
         assert_eq!(s.log_level, LogLevelFilter::Debug);
-        assert_eq!(s.plugin_dir, PathBuf::from("/opt/walship/lib/walship/plugins"));
+        assert_eq!(
+            s.plugin_dir,
+            PathBuf::from("/opt/walship/lib/walship/plugins")
+        );
     }
 
     #[test]
@@ -337,32 +441,73 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("walship-settings-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("walship.toml");
-        std::fs::write(&file, "prefix = \"file:///from-file\"\ncompression = \"none\"\nAWS_REGION = \"eu-west-1\"\n").unwrap();
-        let args = GlobalArgs { config: Some(file.clone()), ..Default::default() };
+        std::fs::write(
+            &file,
+            "prefix = \"file:///from-file\"\ncompression = \"none\"\nAWS_REGION = \"eu-west-1\"\n",
+        )
+        .unwrap();
+        let args = GlobalArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
         let s = resolve(&args, &env(&[("WALSHIP_PREFIX", "file:///from-env")])).unwrap();
         assert_eq!(s.prefix.as_deref(), Some("file:///from-env"));
         assert_eq!(s.compression, Compression::None);
-        assert_eq!(s.plugin_settings.get("AWS_REGION").map(String::as_str), Some("eu-west-1"));
-        let args = GlobalArgs { config: Some(file.clone()), prefix: Some("file:///from-flag".into()), ..Default::default() };
-        assert_eq!(resolve(&args, &env(&[("WALSHIP_PREFIX", "file:///x")])).unwrap().prefix.as_deref(), Some("file:///from-flag"));
+        assert_eq!(
+            s.plugin_settings.get("AWS_REGION").map(String::as_str),
+            Some("eu-west-1")
+        );
+        let args = GlobalArgs {
+            config: Some(file.clone()),
+            prefix: Some("file:///from-flag".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&args, &env(&[("WALSHIP_PREFIX", "file:///x")]))
+                .unwrap()
+                .prefix
+                .as_deref(),
+            Some("file:///from-flag")
+        );
         std::fs::write(&file, "prefixx = \"typo\"\n").unwrap();
-        assert!(matches!(resolve(&args, &env(&[])), Err(SettingsError::File { .. })));
+        assert!(matches!(
+            resolve(&args, &env(&[])),
+            Err(SettingsError::File { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn encryption_settings_are_refused_not_ignored() {
         let e = resolve(&GlobalArgs::default(), &env(&[("WALG_LIBSODIUM_KEY", "k")])).unwrap_err();
-        assert_eq!(e, SettingsError::UnsupportedEncryption("WALG_LIBSODIUM_KEY".into()));
+        assert_eq!(
+            e,
+            SettingsError::UnsupportedEncryption("WALG_LIBSODIUM_KEY".into())
+        );
     }
 
     #[test]
     fn bad_values_are_named() {
-        assert!(resolve(&GlobalArgs::default(), &env(&[("WALG_COMPRESSION_METHOD", "brotli")])).is_err());
-        assert!(resolve(&GlobalArgs::default(), &env(&[("WALG_FILE_PREFIX", "relative/dir")])).is_err());
+        assert!(
+            resolve(
+                &GlobalArgs::default(),
+                &env(&[("WALG_COMPRESSION_METHOD", "brotli")])
+            )
+            .is_err()
+        );
+        assert!(
+            resolve(
+                &GlobalArgs::default(),
+                &env(&[("WALG_FILE_PREFIX", "relative/dir")])
+            )
+            .is_err()
+        );
         assert!(resolve(&GlobalArgs::default(), &env(&[("WALSHIP_TIMEOUT", "soon")])).is_err());
         let both = env(&[("WALG_FILE_PREFIX", "/a"), ("WALG_S3_PREFIX", "s3://b/p")]);
-        assert!(matches!(resolve(&GlobalArgs::default(), &both), Err(SettingsError::ConflictingPrefixes(_))));
+        assert!(matches!(
+            resolve(&GlobalArgs::default(), &both),
+            Err(SettingsError::ConflictingPrefixes(_))
+        ));
         let same = env(&[("WALG_FILE_PREFIX", "/a"), ("WALE_FILE_PREFIX", "/a/")]);
         assert!(resolve(&GlobalArgs::default(), &same).is_ok());
     }

@@ -20,7 +20,9 @@ impl Key {
         let ok = !key.is_empty()
             && key.len() <= 1024
             && !key.contains('\0')
-            && key.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+            && key
+                .split('/')
+                .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
         if ok {
             Ok(Self(key))
         } else {
@@ -57,7 +59,10 @@ pub enum StorageError {
     #[error("permission denied: {0}")]
     PermissionDenied(String),
     #[error("throttled by the store: {message}")]
-    Throttled { message: String, retry_after: Option<Duration> },
+    Throttled {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     #[error("temporary failure: {0}")]
     Transient(String),
     #[error("invalid storage configuration: {0}")]
@@ -80,7 +85,10 @@ impl StorageError {
     /// is not: network waits have their own timeouts that surface as
     /// `Transient`, so a call that hits the plugin deadline is stuck.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StorageError::Transient(_) | StorageError::Throttled { .. })
+        matches!(
+            self,
+            StorageError::Transient(_) | StorageError::Throttled { .. }
+        )
     }
 }
 
@@ -106,10 +114,17 @@ pub struct PutOptions {
 
 impl PutOptions {
     pub fn create_only() -> Self {
-        Self { mode: PutMode::CreateOnly, checksums: Checksums::default(), content_type: None }
+        Self {
+            mode: PutMode::CreateOnly,
+            checksums: Checksums::default(),
+            content_type: None,
+        }
     }
     pub fn overwrite() -> Self {
-        Self { mode: PutMode::Overwrite, ..Self::create_only() }
+        Self {
+            mode: PutMode::Overwrite,
+            ..Self::create_only()
+        }
     }
 }
 
@@ -173,7 +188,10 @@ impl Features {
             (self.list_start_after, "list-start-after"),
             (self.list_delimiter, "list-delimiter"),
         ];
-        all.into_iter().filter(|(on, _)| *on).map(|(_, n)| n).collect()
+        all.into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| n)
+            .collect()
     }
 }
 
@@ -210,12 +228,31 @@ pub struct BackendInfo {
 pub trait ObjectStore {
     fn info(&self) -> &BackendInfo;
     async fn head(&mut self, key: &Key) -> Result<ObjectMeta, StorageError>;
-    async fn get(&mut self, key: &Key, range: Option<ByteRange>) -> Result<(ObjectMeta, Vec<u8>), StorageError>;
-    async fn put(&mut self, key: &Key, data: &[u8], options: &PutOptions) -> Result<ObjectMeta, StorageError>;
+    async fn get(
+        &mut self,
+        key: &Key,
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectMeta, Vec<u8>), StorageError>;
+    async fn put(
+        &mut self,
+        key: &Key,
+        data: &[u8],
+        options: &PutOptions,
+    ) -> Result<ObjectMeta, StorageError>;
     async fn list_page(&mut self, options: &ListOptions) -> Result<ListPage, StorageError>;
     async fn delete(&mut self, keys: &[Key]) -> Result<Vec<(String, StorageError)>, StorageError>;
-    async fn start_multipart(&mut self, key: &Key, options: &PutOptions) -> Result<String, StorageError>;
-    async fn put_part(&mut self, key: &Key, upload_id: &str, number: u32, data: &[u8]) -> Result<PartReceipt, StorageError>;
+    async fn start_multipart(
+        &mut self,
+        key: &Key,
+        options: &PutOptions,
+    ) -> Result<String, StorageError>;
+    async fn put_part(
+        &mut self,
+        key: &Key,
+        upload_id: &str,
+        number: u32,
+        data: &[u8],
+    ) -> Result<PartReceipt, StorageError>;
     async fn complete_multipart(
         &mut self,
         key: &Key,

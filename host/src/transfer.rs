@@ -3,7 +3,9 @@
 //! object never has to cross into plugin memory at once), downloads in ranged
 //! chunks, and complete listings across pages.
 
-use crate::storage::{ByteRange, Key, ListOptions, ObjectMeta, ObjectStore, PartReceipt, PutOptions, StorageError};
+use crate::storage::{
+    ByteRange, Key, ListOptions, ObjectMeta, ObjectStore, PartReceipt, PutOptions, StorageError,
+};
 
 /// Largest piece handed to a plugin in one call. Bounds plugin memory
 /// whatever the backend's own limits are.
@@ -11,20 +13,30 @@ pub const MAX_CHUNK: u64 = 32 << 20;
 
 /// Stores `data` under `key`, in one put or as a multipart upload. A failed
 /// multipart upload is aborted, so nothing half-written becomes visible.
-pub async fn upload<S: ObjectStore>(store: &mut S, key: &Key, data: &[u8], options: &PutOptions) -> Result<ObjectMeta, StorageError> {
+pub async fn upload<S: ObjectStore>(
+    store: &mut S,
+    key: &Key,
+    data: &[u8],
+    options: &PutOptions,
+) -> Result<ObjectMeta, StorageError> {
     let limits = store.info().limits;
     let single_limit = limits.max_single_put.min(MAX_CHUNK);
     if data.len() as u64 <= single_limit || !store.info().features.multipart {
         return store.put(key, data, options).await;
     }
-    let part_size = limits.min_part_size.max(MAX_CHUNK.min(limits.max_part_size)).max(1) as usize;
+    let part_size = limits
+        .min_part_size
+        .max(MAX_CHUNK.min(limits.max_part_size))
+        .max(1) as usize;
     let upload_id = store.start_multipart(key, options).await?;
     let result = async {
         let mut parts: Vec<PartReceipt> = Vec::new();
         for (i, chunk) in data.chunks(part_size).enumerate() {
             parts.push(store.put_part(key, &upload_id, i as u32 + 1, chunk).await?);
         }
-        store.complete_multipart(key, &upload_id, &parts, options).await
+        store
+            .complete_multipart(key, &upload_id, &parts, options)
+            .await
     }
     .await;
     if result.is_err() {
@@ -41,13 +53,29 @@ pub async fn download<S: ObjectStore>(store: &mut S, key: &Key) -> Result<Vec<u8
     if !store.info().features.ranged_get {
         return Ok(store.get(key, None).await?.1);
     }
-    let (meta, mut data) = store.get(key, Some(ByteRange { offset: 0, length: Some(MAX_CHUNK) })).await?;
+    let (meta, mut data) = store
+        .get(
+            key,
+            Some(ByteRange {
+                offset: 0,
+                length: Some(MAX_CHUNK),
+            }),
+        )
+        .await?;
     while (data.len() as u64) < meta.size {
         let (_, more) = store
-            .get(key, Some(ByteRange { offset: data.len() as u64, length: Some(MAX_CHUNK) }))
+            .get(
+                key,
+                Some(ByteRange {
+                    offset: data.len() as u64,
+                    length: Some(MAX_CHUNK),
+                }),
+            )
             .await?;
         if more.is_empty() {
-            return Err(StorageError::Transient(format!("{key} shrank while being read")));
+            return Err(StorageError::Transient(format!(
+                "{key} shrank while being read"
+            )));
         }
         data.extend_from_slice(&more);
     }
@@ -56,9 +84,22 @@ pub async fn download<S: ObjectStore>(store: &mut S, key: &Key) -> Result<Vec<u8
 
 /// Reads the first `len` bytes of an object (the whole object if the backend
 /// cannot do ranges).
-pub async fn read_head<S: ObjectStore>(store: &mut S, key: &Key, len: u64) -> Result<Vec<u8>, StorageError> {
+pub async fn read_head<S: ObjectStore>(
+    store: &mut S,
+    key: &Key,
+    len: u64,
+) -> Result<Vec<u8>, StorageError> {
     if store.info().features.ranged_get {
-        Ok(store.get(key, Some(ByteRange { offset: 0, length: Some(len) })).await?.1)
+        Ok(store
+            .get(
+                key,
+                Some(ByteRange {
+                    offset: 0,
+                    length: Some(len),
+                }),
+            )
+            .await?
+            .1)
     } else {
         let mut all = store.get(key, None).await?.1;
         all.truncate(len as usize);
@@ -68,12 +109,21 @@ pub async fn read_head<S: ObjectStore>(store: &mut S, key: &Key, len: u64) -> Re
 
 /// Every key under `prefix`, following pagination to the end. `limit` stops
 /// early (for "is there anything here?" checks) and says so.
-pub async fn list_all<S: ObjectStore>(store: &mut S, prefix: &str, limit: Option<usize>) -> Result<(Vec<ObjectMeta>, bool), StorageError> {
+pub async fn list_all<S: ObjectStore>(
+    store: &mut S,
+    prefix: &str,
+    limit: Option<usize>,
+) -> Result<(Vec<ObjectMeta>, bool), StorageError> {
     let mut out = Vec::new();
     let mut token = None;
     loop {
         let page = store
-            .list_page(&ListOptions { prefix: prefix.to_string(), page_token: token.take(), max_keys: 1000, ..Default::default() })
+            .list_page(&ListOptions {
+                prefix: prefix.to_string(),
+                page_token: token.take(),
+                max_keys: 1000,
+                ..Default::default()
+            })
             .await?;
         out.extend(page.objects);
         if let Some(limit) = limit {

@@ -40,10 +40,15 @@ impl WalFileName {
             return Err(invalid());
         }
         let kind = if let Some(tli) = name.strip_suffix(".history") {
-            WalFileKind::History { timeline: hex_u32(tli).ok_or_else(invalid)? }
+            WalFileKind::History {
+                timeline: hex_u32(tli).ok_or_else(invalid)?,
+            }
         } else if let Some(seg) = name.strip_suffix(".partial") {
             let (timeline, segment_no) = segment_parts(seg).ok_or_else(invalid)?;
-            WalFileKind::Partial { timeline, segment_no }
+            WalFileKind::Partial {
+                timeline,
+                segment_no,
+            }
         } else if let Some(rest) = name.strip_suffix(".backup") {
             let (seg, offset) = rest.split_once('.').ok_or_else(invalid)?;
             hex_u32(offset).ok_or_else(invalid)?;
@@ -51,9 +56,15 @@ impl WalFileName {
             WalFileKind::BackupLabel { timeline }
         } else {
             let (timeline, segment_no) = segment_parts(name).ok_or_else(invalid)?;
-            WalFileKind::Segment { timeline, segment_no }
+            WalFileKind::Segment {
+                timeline,
+                segment_no,
+            }
         };
-        Ok(Self { name: name.to_string(), kind })
+        Ok(Self {
+            name: name.to_string(),
+            kind,
+        })
     }
 
     pub fn kind(&self) -> WalFileKind {
@@ -63,7 +74,10 @@ impl WalFileName {
     /// Segments and partial segments start with a WAL page header that names
     /// the cluster; history and backup-label files are plain text.
     pub fn has_page_header(&self) -> bool {
-        matches!(self.kind, WalFileKind::Segment { .. } | WalFileKind::Partial { .. })
+        matches!(
+            self.kind,
+            WalFileKind::Segment { .. } | WalFileKind::Partial { .. }
+        )
     }
 }
 
@@ -92,7 +106,11 @@ fn segment_parts(s: &str) -> Option<(u32, u64)> {
 
 /// Exactly 8 upper-case hex digits, as PostgreSQL writes them.
 fn hex_u32(s: &str) -> Option<u32> {
-    if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)) {
+    if s.len() != 8
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+    {
         return None;
     }
     u32::from_str_radix(s, 16).ok()
@@ -115,14 +133,20 @@ mod tests {
         let seg = WalFileName::parse("000000010000000A000000FF").unwrap();
         assert_eq!(
             seg.kind(),
-            WalFileKind::Segment { timeline: 1, segment_no: (0xA << 32) | 0xFF }
+            WalFileKind::Segment {
+                timeline: 1,
+                segment_no: (0xA << 32) | 0xFF
+            }
         );
         assert!(seg.has_page_header());
         let hist = WalFileName::parse("0000000A.history").unwrap();
         assert_eq!(hist.kind(), WalFileKind::History { timeline: 10 });
         assert!(!hist.has_page_header());
         let partial = WalFileName::parse("000000020000000000000003.partial").unwrap();
-        assert!(matches!(partial.kind(), WalFileKind::Partial { timeline: 2, .. }));
+        assert!(matches!(
+            partial.kind(),
+            WalFileKind::Partial { timeline: 2, .. }
+        ));
         let label = WalFileName::parse("000000010000000000000002.00000028.backup").unwrap();
         assert_eq!(label.kind(), WalFileKind::BackupLabel { timeline: 1 });
     }
@@ -149,11 +173,15 @@ mod tests {
     fn segment_start_lsn_matches_postgres_for_16mib_segments() {
         // 0000000100000001000000A0 starts at LSN 1/A0000000 with 16 MiB segments.
         let name = WalFileName::parse("0000000100000001000000A0").unwrap();
-        let WalFileKind::Segment { segment_no, .. } = name.kind() else { panic!() };
+        let WalFileKind::Segment { segment_no, .. } = name.kind() else {
+            panic!()
+        };
         assert_eq!(segment_start_lsn(segment_no, 16 << 20), 0x1_A000_0000);
         // With 1 GiB segments there are 4 per "log": 000000010000000100000003 = 1/C0000000.
         let name = WalFileName::parse("000000010000000100000003").unwrap();
-        let WalFileKind::Segment { segment_no, .. } = name.kind() else { panic!() };
+        let WalFileKind::Segment { segment_no, .. } = name.kind() else {
+            panic!()
+        };
         assert_eq!(segment_start_lsn(segment_no, 1 << 30), 0x1_C000_0000);
     }
 }

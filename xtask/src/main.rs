@@ -44,13 +44,22 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {
     eprintln!("xtask: running {cmd:?}");
-    let status = cmd.status().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{cmd:?} failed: {status}")) }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed: {status}"))
+    }
 }
 
 fn cargo() -> Command {
@@ -68,13 +77,21 @@ fn setup() -> Result<(), String> {
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 fn dist() -> Result<(), String> {
     run(cargo().args(["build", "--release", "--locked", "-p", "walship"]))?;
     let mut wasm = cargo();
-    wasm.args(["build", "--release", "--locked", "--target", "wasm32-wasip2"]);
+    wasm.args([
+        "build",
+        "--release",
+        "--locked",
+        "--target",
+        "wasm32-wasip2",
+    ]);
     for (krate, _) in BUNDLED_PLUGINS.iter().chain(TEST_PLUGINS) {
         wasm.args(["-p", krate]);
     }
@@ -89,12 +106,18 @@ fn dist() -> Result<(), String> {
     copy(&target.join("release/walship"), &dist.join("bin/walship"))?;
     let wasm_dir = target.join("wasm32-wasip2/release");
     for (krate, file) in BUNDLED_PLUGINS {
-        copy(&wasm_dir.join(format!("{}.wasm", krate.replace('-', "_"))), &plugins.join(file))?;
+        copy(
+            &wasm_dir.join(format!("{}.wasm", krate.replace('-', "_"))),
+            &plugins.join(file),
+        )?;
     }
     let test_plugins = target.join("test-plugins");
     std::fs::create_dir_all(&test_plugins).map_err(|e| e.to_string())?;
     for (krate, file) in TEST_PLUGINS {
-        copy(&wasm_dir.join(format!("{}.wasm", krate.replace('-', "_"))), &test_plugins.join(file))?;
+        copy(
+            &wasm_dir.join(format!("{}.wasm", krate.replace('-', "_"))),
+            &test_plugins.join(file),
+        )?;
     }
     // PostgreSQL runs walship as its own user: everything must be readable.
     make_world_readable(&dist)?;
@@ -104,7 +127,9 @@ fn dist() -> Result<(), String> {
 }
 
 fn copy(from: &Path, to: &Path) -> Result<(), String> {
-    std::fs::copy(from, to).map(|_| ()).map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
 }
 
 fn make_world_readable(dir: &Path) -> Result<(), String> {
@@ -113,8 +138,13 @@ fn make_world_readable(dir: &Path) -> Result<(), String> {
     while let Some(p) = stack.pop() {
         let meta = std::fs::metadata(&p).map_err(|e| e.to_string())?;
         let mode = meta.permissions().mode();
-        let extra = if meta.is_dir() || mode & 0o100 != 0 { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode | extra)).map_err(|e| e.to_string())?;
+        let extra = if meta.is_dir() || mode & 0o100 != 0 {
+            0o755
+        } else {
+            0o644
+        };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode | extra))
+            .map_err(|e| e.to_string())?;
         if meta.is_dir() {
             for entry in std::fs::read_dir(&p).map_err(|e| e.to_string())? {
                 stack.push(entry.map_err(|e| e.to_string())?.path());
@@ -125,21 +155,39 @@ fn make_world_readable(dir: &Path) -> Result<(), String> {
 }
 
 fn test_env(cmd: &mut Command) -> &mut Command {
-    cmd.env("WALSHIP_BIN", root().join("dist/bin/walship")).env("WALSHIP_TEST_PLUGINS", target_dir().join("test-plugins"))
+    cmd.env("WALSHIP_BIN", root().join("dist/bin/walship"))
+        .env("WALSHIP_TEST_PLUGINS", target_dir().join("test-plugins"))
 }
 
 /// Every test, against the release build `dist` just made (`--release`, so
 /// dependencies are shared with it instead of built a second time).
 fn test(extra: &[String]) -> Result<(), String> {
     run(test_env(&mut cargo())
-        .args(["test", "--release", "--locked", "--workspace", "--exclude", "walship-test-plugin-hostile"])
+        .args([
+            "test",
+            "--release",
+            "--locked",
+            "--workspace",
+            "--exclude",
+            "walship-test-plugin-hostile",
+        ])
         .args(extra))
 }
 
 fn demo() -> Result<(), String> {
-    run(test_env(&mut cargo()).args(["run", "--release", "--locked", "-p", "walship-e2e", "--bin", "walship-demo"]))
+    run(test_env(&mut cargo()).args([
+        "run",
+        "--release",
+        "--locked",
+        "-p",
+        "walship-e2e",
+        "--bin",
+        "walship-demo",
+    ]))
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {
-    run(test_env(&mut cargo()).args(["run", "--release", "--locked", "-p", "walship-bench", "--"]).args(extra))
+    run(test_env(&mut cargo())
+        .args(["run", "--release", "--locked", "-p", "walship-bench", "--"])
+        .args(extra))
 }

@@ -78,7 +78,9 @@ impl Context {
 
     /// The settings the plugin declared, taken from the resolved settings.
     pub fn plugin_config(&self, info: &crate::storage::BackendInfo) -> PluginConfig {
-        PluginConfig::gather(info, |name| self.settings.plugin_settings.get(name).cloned())
+        PluginConfig::gather(info, |name| {
+            self.settings.plugin_settings.get(name).cloned()
+        })
     }
 }
 
@@ -111,9 +113,9 @@ pub fn plugin_path(settings: &Settings, scheme: &str) -> anyhow::Result<PathBuf>
 /// transient problem. Used to word messages.
 pub fn storage_hint(e: &StorageError) -> &'static str {
     match e {
-        StorageError::Unauthenticated(_) | StorageError::PermissionDenied(_) | StorageError::InvalidConfig(_) => {
-            " (a configuration problem: retrying will not help)"
-        }
+        StorageError::Unauthenticated(_)
+        | StorageError::PermissionDenied(_)
+        | StorageError::InvalidConfig(_) => " (a configuration problem: retrying will not help)",
         _ => "",
     }
 }
@@ -122,6 +124,13 @@ pub fn storage_hint(e: &StorageError) -> &'static str {
 pub fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok())
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }

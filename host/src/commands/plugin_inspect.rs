@@ -39,7 +39,12 @@ pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
         println!("settings:        (none)");
     }
     for k in &info.config_keys {
-        println!("setting:         {}{} — {}", k.name, if k.secret { " (secret)" } else { "" }, k.description);
+        println!(
+            "setting:         {}{} — {}",
+            k.name,
+            if k.secret { " (secret)" } else { "" },
+            k.description
+        );
     }
     println!("compiled:        {:?}", loaded.load_path);
     let _ = EXIT_FAILURE;

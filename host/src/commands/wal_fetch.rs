@@ -28,32 +28,54 @@ use crate::wal_name::WalFileName;
 
 /// The exit code for a real (non-"not found") error in this data directory.
 pub fn real_error_code(cwd: &Path) -> u8 {
-    if cwd.join("standby.signal").exists() { EXIT_FAILURE } else { EXIT_STOP_RECOVERY }
+    if cwd.join("standby.signal").exists() {
+        EXIT_FAILURE
+    } else {
+        EXIT_STOP_RECOVERY
+    }
 }
 
 pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Failure> {
-    let real_error = |m: String| Failure::new(real_error_code(&ctx.cwd), format!("wal-fetch {name}: {m}"));
+    let real_error =
+        |m: String| Failure::new(real_error_code(&ctx.cwd), format!("wal-fetch {name}: {m}"));
     let name = WalFileName::parse(name).map_err(|e| real_error(e.to_string()))?;
     // A data directory restored from a base backup has the cluster's control
     // file; without one (fetching by hand elsewhere) checks that need it are skipped.
     let local = read_cluster_identity(&ctx.cwd).ok();
 
     let prefix = ctx.prefix().map_err(|e| real_error(format!("{e:#}")))?;
-    let plugin = ctx.load_plugin().map_err(|e| real_error(format!("{e:#}")))?;
-    let store = plugin.open(prefix, |info| ctx.plugin_config(info)).await.map_err(|e| real_error(format!("{e}{}", super::storage_hint(&e))))?;
+    let plugin = ctx
+        .load_plugin()
+        .map_err(|e| real_error(format!("{e:#}")))?;
+    let store = plugin
+        .open(prefix, |info| ctx.plugin_config(info))
+        .await
+        .map_err(|e| real_error(format!("{e}{}", super::storage_hint(&e))))?;
     let identities = IdentityCache::new(ctx.settings.cache_dir.as_deref());
-    let mut archive = Archive::new(Retrying::new(store, ctx.retry_policy()), prefix, ctx.settings.compression, &identities);
+    let mut archive = Archive::new(
+        Retrying::new(store, ctx.retry_policy()),
+        prefix,
+        ctx.settings.compression,
+        &identities,
+    );
 
     let bytes = match archive.fetch(&name, local.as_ref()).await {
         Ok(b) => b,
         Err(ArchiveError::NotInArchive(_)) => {
-            return Err(Failure::new(EXIT_FAILURE, format!("wal-fetch {name}: not in the archive at {prefix}")));
+            return Err(Failure::new(
+                EXIT_FAILURE,
+                format!("wal-fetch {name}: not in the archive at {prefix}"),
+            ));
         }
         Err(e) => return Err(real_error(e.to_string())),
     };
-    write_into_place(destination, &bytes).map_err(|e| real_error(format!("cannot write {}: {e}", destination.display())))?;
+    write_into_place(destination, &bytes)
+        .map_err(|e| real_error(format!("cannot write {}: {e}", destination.display())))?;
     if ctx.settings.log_level >= LogLevelFilter::Info {
-        log_line(LogLevelFilter::Info, &format!("{name} restored from {prefix}"));
+        log_line(
+            LogLevelFilter::Info,
+            &format!("{name} restored from {prefix}"),
+        );
     }
     if ctx.settings.timings {
         eprintln!(
@@ -79,11 +101,23 @@ impl Drop for TempFile {
 }
 
 fn write_into_place(destination: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = destination.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = destination.file_name().ok_or_else(|| std::io::Error::other("destination has no file name"))?;
-    let tmp_path = dir.join(format!(".{}.walship-{}", file_name.to_string_lossy(), std::process::id()));
+    let dir = destination
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = destination
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("destination has no file name"))?;
+    let tmp_path = dir.join(format!(
+        ".{}.walship-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
     let mut guard = TempFile(Some(tmp_path.clone()));
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp_path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp_path)?;
     f.write_all(bytes)?;
     // No fsync: PostgreSQL reads the file right away and fetches it again if
     // the machine crashes during recovery.

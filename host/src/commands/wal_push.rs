@@ -17,7 +17,10 @@ use crate::wal_name::WalFileName;
 
 pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
     let fail = |m: String| Failure::new(EXIT_FAILURE, format!("wal-push {}: {m}", path.display()));
-    let file_name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| fail("not a file path".into()))?;
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| fail("not a file path".into()))?;
     let name = WalFileName::parse(file_name).map_err(|e| fail(e.to_string()))?;
     let local = read_cluster_identity(&ctx.cwd).map_err(|e| fail(e.to_string()))?;
     let t_start_read = Instant::now();
@@ -26,12 +29,23 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
 
     let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
     let plugin = ctx.load_plugin().map_err(|e| fail(format!("{e:#}")))?;
-    let store = plugin.open(prefix, |info| ctx.plugin_config(info)).await.map_err(|e| fail(format!("{e}{}", super::storage_hint(&e))))?;
+    let store = plugin
+        .open(prefix, |info| ctx.plugin_config(info))
+        .await
+        .map_err(|e| fail(format!("{e}{}", super::storage_hint(&e))))?;
     let t_open = Instant::now();
 
     let identities = IdentityCache::new(ctx.settings.cache_dir.as_deref());
-    let mut archive = Archive::new(Retrying::new(store, ctx.retry_policy()), prefix, ctx.settings.compression, &identities);
-    let outcome = archive.push(&name, &bytes, &local).await.map_err(|e| fail(e.to_string()))?;
+    let mut archive = Archive::new(
+        Retrying::new(store, ctx.retry_policy()),
+        prefix,
+        ctx.settings.compression,
+        &identities,
+    );
+    let outcome = archive
+        .push(&name, &bytes, &local)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
     let t_done = Instant::now();
 
     let what = match outcome {

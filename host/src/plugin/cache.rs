@@ -24,7 +24,12 @@ pub struct PluginDigest(pub String);
 
 impl PluginDigest {
     pub fn of(bytes: &[u8]) -> Self {
-        Self(Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect())
+        Self(
+            Sha256::digest(bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        )
     }
 }
 
@@ -48,7 +53,9 @@ impl ComponentCache {
     /// caching with a warning rather than failing the archive command.
     pub fn new(dir: &Path) -> Self {
         match prepare_private_dir(dir) {
-            Ok(()) => Self { dir: Some(dir.to_path_buf()) },
+            Ok(()) => Self {
+                dir: Some(dir.to_path_buf()),
+            },
             Err(e) => {
                 eprintln!(
                     "walship: warning: not caching compiled plugins in {}: {e:#}; every run will compile (slow)",
@@ -64,14 +71,23 @@ impl ComponentCache {
     }
 
     /// Loads the plugin at `path`, from the cache when possible.
-    pub fn load(&self, engine: &Engine, path: &Path) -> Result<(Component, PluginDigest, LoadPath)> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?;
+    pub fn load(
+        &self,
+        engine: &Engine,
+        path: &Path,
+    ) -> Result<(Component, PluginDigest, LoadPath)> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read plugin {}", path.display()))?;
         let digest = PluginDigest::of(&bytes);
         let Some(dir) = &self.dir else {
             let component = compile(engine, &bytes, path)?;
             return Ok((component, digest, LoadPath::CompiledUncached));
         };
-        let cached = dir.join(format!("{}-{:016x}.cwasm", digest.0, engine_fingerprint(engine)));
+        let cached = dir.join(format!(
+            "{}-{:016x}.cwasm",
+            digest.0,
+            engine_fingerprint(engine)
+        ));
         if cached.exists() {
             // SAFETY: the file is in a directory only this user can write, under
             // a name only `store` below produces, and its name binds it to the
@@ -89,15 +105,19 @@ impl ComponentCache {
             .precompile_component(&bytes)
             .map_err(|e| anyhow::anyhow!("{e:#}"))
             .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))?;
-        store(dir, &cached, &native).with_context(|| format!("cannot write {}", cached.display()))?;
+        store(dir, &cached, &native)
+            .with_context(|| format!("cannot write {}", cached.display()))?;
         // SAFETY: written by `store` just now, see above.
-        let component = unsafe { Component::deserialize_file(engine, &cached) }.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let component = unsafe { Component::deserialize_file(engine, &cached) }
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         Ok((component, digest, LoadPath::CompiledAndCached))
     }
 }
 
 fn compile(engine: &Engine, bytes: &[u8], path: &Path) -> Result<Component> {
-    Component::new(engine, bytes).map_err(|e| anyhow::anyhow!("{e:#}")).with_context(|| format!("{} is not a valid WebAssembly component", path.display()))
+    Component::new(engine, bytes)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))
 }
 
 /// Binds cached native code to this exact engine build and configuration.
@@ -110,9 +130,17 @@ fn engine_fingerprint(engine: &Engine) -> u64 {
 
 /// Writes atomically: a reader never maps a half-written file.
 fn store(dir: &Path, target: &Path, native: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), target.file_name().unwrap().to_string_lossy()));
+    let tmp = dir.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        target.file_name().unwrap().to_string_lossy()
+    ));
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode_0600().open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode_0600()
+            .open(&tmp)?;
         f.write_all(native)?;
         f.sync_all()?;
         std::fs::rename(&tmp, target)
@@ -135,7 +163,10 @@ impl Mode0600 for std::fs::OpenOptions {
 /// Creates `dir` (0700) if needed and checks that only we can write to it.
 fn prepare_private_dir(dir: &Path) -> Result<()> {
     if !dir.exists() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     let meta = std::fs::metadata(dir)?;
     let uid = unsafe_free_uid();
@@ -143,15 +174,23 @@ fn prepare_private_dir(dir: &Path) -> Result<()> {
         anyhow::bail!("not a directory");
     }
     if meta.uid() != uid {
-        anyhow::bail!("owned by uid {}, not by the current user (uid {uid})", meta.uid());
+        anyhow::bail!(
+            "owned by uid {}, not by the current user (uid {uid})",
+            meta.uid()
+        );
     }
     if meta.permissions().mode() & 0o022 != 0 {
-        anyhow::bail!("writable by group or others (mode {:o})", meta.permissions().mode() & 0o777);
+        anyhow::bail!(
+            "writable by group or others (mode {:o})",
+            meta.permissions().mode() & 0o777
+        );
     }
     Ok(())
 }
 
 /// The current user's uid, read from /proc to avoid a libc dependency.
 fn unsafe_free_uid() -> u32 {
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::bindings::walship::storage::types as wit;
 use super::sandbox::{DirectoryGrant, Endpoint, Grants};
 use crate::storage::{
-    BackendInfo, ByteRange, ConfigKey, Features, Limits, ListOptions, ListPage, ObjectMeta, PartReceipt, PutMode,
-    PutOptions, StorageError,
+    BackendInfo, ByteRange, ConfigKey, Features, Limits, ListOptions, ListPage, ObjectMeta,
+    PartReceipt, PutMode, PutOptions, StorageError,
 };
 
 pub fn error(e: wit::Error) -> StorageError {
@@ -54,7 +54,11 @@ pub fn info(i: wit::BackendInfo) -> BackendInfo {
         config_keys: i
             .config_keys
             .into_iter()
-            .map(|k| ConfigKey { name: k.name, secret: k.secret, description: k.description })
+            .map(|k| ConfigKey {
+                name: k.name,
+                secret: k.secret,
+                description: k.description,
+            })
             .collect(),
     }
 }
@@ -64,18 +68,30 @@ pub fn grants(g: wit::Grants) -> Grants {
         endpoints: g
             .endpoints
             .into_iter()
-            .map(|e| Endpoint { scheme: e.scheme, host: e.host, port: e.port })
+            .map(|e| Endpoint {
+                scheme: e.scheme,
+                host: e.host,
+                port: e.port,
+            })
             .collect(),
         directories: g
             .directories
             .into_iter()
-            .map(|d| DirectoryGrant { path: PathBuf::from(d.path), writable: d.writable })
+            .map(|d| DirectoryGrant {
+                path: PathBuf::from(d.path),
+                writable: d.writable,
+            })
             .collect(),
     }
 }
 
 pub fn meta(m: wit::ObjectMeta) -> ObjectMeta {
-    ObjectMeta { key: m.key, size: m.size, last_modified_ms: m.last_modified_ms, etag: m.etag }
+    ObjectMeta {
+        key: m.key,
+        size: m.size,
+        last_modified_ms: m.last_modified_ms,
+        etag: m.etag,
+    }
 }
 
 pub fn page(p: wit::ListPage) -> ListPage {
@@ -87,15 +103,26 @@ pub fn page(p: wit::ListPage) -> ListPage {
 }
 
 pub fn receipt(r: wit::PartReceipt) -> PartReceipt {
-    PartReceipt { number: r.number, etag: r.etag, size: r.size }
+    PartReceipt {
+        number: r.number,
+        etag: r.etag,
+        size: r.size,
+    }
 }
 
 pub fn receipt_to_wit(r: &PartReceipt) -> wit::PartReceipt {
-    wit::PartReceipt { number: r.number, etag: r.etag.clone(), size: r.size }
+    wit::PartReceipt {
+        number: r.number,
+        etag: r.etag.clone(),
+        size: r.size,
+    }
 }
 
 pub fn range_to_wit(r: ByteRange) -> wit::ByteRange {
-    wit::ByteRange { offset: r.offset, length: r.length }
+    wit::ByteRange {
+        offset: r.offset,
+        length: r.length,
+    }
 }
 
 pub fn put_options_to_wit(o: &PutOptions) -> wit::PutOptions {

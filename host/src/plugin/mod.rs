@@ -28,8 +28,8 @@ use state::{MemoryLimiter, PluginState};
 
 use crate::logging::LogLevelFilter;
 use crate::storage::{
-    BackendInfo, ByteRange, Key, ListOptions, ListPage, ObjectMeta, ObjectStore, PartReceipt, PutOptions,
-    StorageError,
+    BackendInfo, ByteRange, Key, ListOptions, ListPage, ObjectMeta, ObjectStore, PartReceipt,
+    PutOptions, StorageError,
 };
 
 /// Limits and knobs of the runtime, resolved from settings.
@@ -58,7 +58,9 @@ pub struct Plugin {
 impl Plugin {
     /// Loads the plugin file at `path` (from the precompiled cache if possible).
     pub fn load(path: &Path, options: RuntimeOptions) -> Result<Self> {
-        let engine = engine::new_engine().map_err(wasm_err).context("cannot create the WebAssembly engine")?;
+        let engine = engine::new_engine()
+            .map_err(wasm_err)
+            .context("cannot create the WebAssembly engine")?;
         let cache = match &options.cache_dir {
             Some(dir) => ComponentCache::new(dir),
             None => ComponentCache::disabled(),
@@ -66,9 +68,21 @@ impl Plugin {
         let (component, digest, load_path) = cache.load(&engine, path)?;
         let pre = link(&engine, &component)
             .map_err(wasm_err)
-            .with_context(|| format!("{} is not a walship storage plugin (walship:storage@{WIT_VERSION})", path.display()))?;
+            .with_context(|| {
+                format!(
+                    "{} is not a walship storage plugin (walship:storage@{WIT_VERSION})",
+                    path.display()
+                )
+            })?;
         engine::start_epoch_ticker(&engine);
-        Ok(Self { engine, pre, digest, load_path, options, info: Default::default() })
+        Ok(Self {
+            engine,
+            pre,
+            digest,
+            load_path,
+            options,
+            info: Default::default(),
+        })
     }
 
     /// Static facts, from an instance with no grants at all. Asked once per
@@ -105,11 +119,19 @@ impl Plugin {
         // info and plan both run in one instance without grants.
         let mut planner = self.instantiate(&Grants::default(), "plugin").await?;
         let info = self.info_from(&mut planner).await?;
-        if !info.schemes.iter().any(|s| prefix.starts_with(&format!("{s}:"))) {
+        if !info
+            .schemes
+            .iter()
+            .any(|s| prefix.starts_with(&format!("{s}:")))
+        {
             return Err(StorageError::InvalidConfig(format!(
                 "plugin {} serves {} prefixes, not {prefix}",
                 info.backend,
-                info.schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(", ")
+                info.schemes
+                    .iter()
+                    .map(|s| format!("{s}://"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         let config = config(&info);
@@ -118,7 +140,9 @@ impl Plugin {
             let prefix = &prefix.to_string();
             let planned = planner
                 .call(self.options.call_timeout, "plan", async |b, store| {
-                    b.walship_storage_backend().call_plan(store, prefix, &plain).await
+                    b.walship_storage_backend()
+                        .call_plan(store, prefix, &plain)
+                        .await
                 })
                 .await?;
             convert::grants(planned)
@@ -130,17 +154,28 @@ impl Plugin {
         for dir in &grants.directories {
             if dir.writable && !dir.path.exists() {
                 std::fs::create_dir_all(&dir.path).map_err(|e| {
-                    StorageError::InvalidConfig(format!("cannot create {}: {e}", dir.path.display()))
+                    StorageError::InvalidConfig(format!(
+                        "cannot create {}: {e}",
+                        dir.path.display()
+                    ))
                 })?;
             }
         }
-        let mut store = PluginStore { plugin: self, info, grants, prefix: prefix.to_string(), config, live: None };
+        let mut store = PluginStore {
+            plugin: self,
+            info,
+            grants,
+            prefix: prefix.to_string(),
+            config,
+            live: None,
+        };
         store.live().await?;
         Ok(store)
     }
 
     async fn instantiate(&self, grants: &Grants, name: &str) -> Result<Instance, StorageError> {
-        let wasi = sandbox::wasi_context(grants).map_err(|e| StorageError::InvalidConfig(format!("{e:#}")))?;
+        let wasi = sandbox::wasi_context(grants)
+            .map_err(|e| StorageError::InvalidConfig(format!("{e:#}")))?;
         let state = PluginState {
             wasi,
             http: WasiHttpCtx::new(),
@@ -151,7 +186,10 @@ impl Plugin {
                 timeouts: Default::default(),
                 plugin_name: name.to_string(),
             },
-            memory: MemoryLimiter { max_bytes: self.options.memory_limit_bytes, exceeded: false },
+            memory: MemoryLimiter {
+                max_bytes: self.options.memory_limit_bytes,
+                exceeded: false,
+            },
             log_level: self.options.log_level,
             deadline: Instant::now() + self.options.call_timeout,
         };
@@ -168,11 +206,12 @@ impl Plugin {
             }
         });
         let timeout = self.options.call_timeout;
-        let bindings = match tokio::time::timeout(timeout, self.pre.instantiate_async(&mut store)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return Err(fault(&store, "instantiate", timeout, e)),
-            Err(_) => return Err(StorageError::PluginTimeout(timeout)),
-        };
+        let bindings =
+            match tokio::time::timeout(timeout, self.pre.instantiate_async(&mut store)).await {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => return Err(fault(&store, "instantiate", timeout, e)),
+                Err(_) => return Err(StorageError::PluginTimeout(timeout)),
+            };
         Ok(Instance { store, bindings })
     }
 }
@@ -191,7 +230,11 @@ fn link(engine: &Engine, component: &Component) -> wasmtime::Result<StoragePlugi
 /// that directory, so a plugin may be granted it.
 fn local_prefix_path(prefix: &str) -> Option<PathBuf> {
     let (_, rest) = prefix.split_once("://")?;
-    rest.starts_with('/').then(|| PathBuf::from(rest.trim_end_matches('/')).components().collect())
+    rest.starts_with('/').then(|| {
+        PathBuf::from(rest.trim_end_matches('/'))
+            .components()
+            .collect()
+    })
 }
 
 /// Settings handed to a plugin: plain ones and secrets, separately.
@@ -205,7 +248,10 @@ impl std::fmt::Debug for PluginConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Secrets never reach a log, not even a debug one.
         let names: Vec<&str> = self.secrets.iter().map(|(k, _)| k.as_str()).collect();
-        f.debug_struct("PluginConfig").field("plain", &self.plain).field("secrets", &names).finish()
+        f.debug_struct("PluginConfig")
+            .field("plain", &self.plain)
+            .field("secrets", &names)
+            .finish()
     }
 }
 
@@ -215,7 +261,11 @@ impl PluginConfig {
         let mut config = Self::default();
         for key in &info.config_keys {
             if let Some(value) = lookup(&key.name) {
-                let bucket = if key.secret { &mut config.secrets } else { &mut config.plain };
+                let bucket = if key.secret {
+                    &mut config.secrets
+                } else {
+                    &mut config.plain
+                };
                 bucket.push((key.name.clone(), value));
             }
         }
@@ -235,7 +285,10 @@ impl Instance {
         &mut self,
         timeout: Duration,
         op: &str,
-        f: impl AsyncFnOnce(&bindings::StoragePlugin, &mut Store<PluginState>) -> wasmtime::Result<Result<T, WitError>>,
+        f: impl AsyncFnOnce(
+            &bindings::StoragePlugin,
+            &mut Store<PluginState>,
+        ) -> wasmtime::Result<Result<T, WitError>>,
     ) -> Result<T, StorageError> {
         self.store.data_mut().deadline = Instant::now() + timeout;
         let Instance { store, bindings } = self;
@@ -248,7 +301,12 @@ impl Instance {
     }
 }
 
-fn fault(store: &Store<PluginState>, op: &str, timeout: Duration, e: wasmtime::Error) -> StorageError {
+fn fault(
+    store: &Store<PluginState>,
+    op: &str,
+    timeout: Duration,
+    e: wasmtime::Error,
+) -> StorageError {
     let state = store.data();
     if state.memory.exceeded {
         return StorageError::PluginFault(format!(
@@ -280,12 +338,22 @@ pub struct PluginStore<'p> {
 impl PluginStore<'_> {
     async fn live(&mut self) -> Result<&mut (Instance, ResourceAny), StorageError> {
         if self.live.is_none() {
-            let mut instance = self.plugin.instantiate(&self.grants, &self.info.backend).await?;
+            let mut instance = self
+                .plugin
+                .instantiate(&self.grants, &self.info.backend)
+                .await?;
             let (prefix, plain, secrets) = (&self.prefix, &self.config.plain, &self.config.secrets);
             let handle = instance
-                .call(self.plugin.options.call_timeout, "open", async |b, store| {
-                    b.walship_storage_backend().store().call_open(store, prefix, plain, secrets).await
-                })
+                .call(
+                    self.plugin.options.call_timeout,
+                    "open",
+                    async |b, store| {
+                        b.walship_storage_backend()
+                            .store()
+                            .call_open(store, prefix, plain, secrets)
+                            .await
+                    },
+                )
                 .await?;
             self.live = Some((instance, handle));
         }
@@ -300,8 +368,13 @@ macro_rules! store_call {
         let timeout = $self.plugin.options.call_timeout;
         let (instance, handle) = $self.live().await?;
         let $h = *handle;
-        let result = instance.call(timeout, $op, async |$b, $store| $call.await).await;
-        if matches!(result, Err(StorageError::PluginFault(_) | StorageError::PluginTimeout(_))) {
+        let result = instance
+            .call(timeout, $op, async |$b, $store| $call.await)
+            .await;
+        if matches!(
+            result,
+            Err(StorageError::PluginFault(_) | StorageError::PluginTimeout(_))
+        ) {
             $self.live = None;
         }
         result
@@ -315,37 +388,68 @@ impl ObjectStore for PluginStore<'_> {
 
     async fn head(&mut self, key: &Key) -> Result<ObjectMeta, StorageError> {
         let k = key.as_string();
-        let meta = store_call!(self, "head", |b, store, h| b.walship_storage_backend().store().call_head(store, h, k))?;
+        let meta = store_call!(self, "head", |b, store, h| b
+            .walship_storage_backend()
+            .store()
+            .call_head(store, h, k))?;
         Ok(convert::meta(meta))
     }
 
-    async fn get(&mut self, key: &Key, range: Option<ByteRange>) -> Result<(ObjectMeta, Vec<u8>), StorageError> {
+    async fn get(
+        &mut self,
+        key: &Key,
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectMeta, Vec<u8>), StorageError> {
         let k = key.as_string();
         let range = range.map(convert::range_to_wit);
-        let got = store_call!(self, "get", |b, store, h| b.walship_storage_backend().store().call_get(store, h, k, range))?;
+        let got = store_call!(self, "get", |b, store, h| b
+            .walship_storage_backend()
+            .store()
+            .call_get(store, h, k, range))?;
         Ok((convert::meta(got.meta), got.data))
     }
 
-    async fn put(&mut self, key: &Key, data: &[u8], options: &PutOptions) -> Result<ObjectMeta, StorageError> {
+    async fn put(
+        &mut self,
+        key: &Key,
+        data: &[u8],
+        options: &PutOptions,
+    ) -> Result<ObjectMeta, StorageError> {
         let k = key.as_string();
         let opts = convert::put_options_to_wit(options);
-        let meta = store_call!(self, "put", |b, store, h| b.walship_storage_backend().store().call_put(store, h, k, data, &opts))?;
+        let meta = store_call!(self, "put", |b, store, h| b
+            .walship_storage_backend()
+            .store()
+            .call_put(store, h, k, data, &opts))?;
         Ok(convert::meta(meta))
     }
 
     async fn list_page(&mut self, options: &ListOptions) -> Result<ListPage, StorageError> {
         let opts = convert::list_options_to_wit(options);
-        let page = store_call!(self, "list", |b, store, h| b.walship_storage_backend().store().call_list_objects(store, h, &opts))?;
+        let page = store_call!(self, "list", |b, store, h| b
+            .walship_storage_backend()
+            .store()
+            .call_list_objects(store, h, &opts))?;
         Ok(convert::page(page))
     }
 
     async fn delete(&mut self, keys: &[Key]) -> Result<Vec<(String, StorageError)>, StorageError> {
         let ks: Vec<String> = keys.iter().map(|k| k.as_str().to_string()).collect();
-        let failures = store_call!(self, "delete", |b, store, h| b.walship_storage_backend().store().call_delete(store, h, &ks))?;
-        Ok(failures.into_iter().map(|f| (f.key, convert::error(f.error))).collect())
+        let failures = store_call!(self, "delete", |b, store, h| b
+            .walship_storage_backend()
+            .store()
+            .call_delete(store, h, &ks))?;
+        Ok(failures
+            .into_iter()
+            .map(|f| (f.key, convert::error(f.error)))
+            .collect())
     }
 
-    async fn start_multipart(&mut self, key: &Key, options: &PutOptions) -> Result<String, StorageError> {
+    async fn start_multipart(
+        &mut self,
+        key: &Key,
+        options: &PutOptions,
+    ) -> Result<String, StorageError> {
         let k = key.as_string();
         let opts = convert::put_options_to_wit(options);
         store_call!(self, "start-multipart", |b, store, h| b
@@ -354,7 +458,13 @@ impl ObjectStore for PluginStore<'_> {
             .call_start_multipart(store, h, k, &opts))
     }
 
-    async fn put_part(&mut self, key: &Key, upload_id: &str, number: u32, data: &[u8]) -> Result<PartReceipt, StorageError> {
+    async fn put_part(
+        &mut self,
+        key: &Key,
+        upload_id: &str,
+        number: u32,
+        data: &[u8],
+    ) -> Result<PartReceipt, StorageError> {
         let k = key.as_string();
         let upload_id = &upload_id.to_string();
         let r = store_call!(self, "put-part", |b, store, h| b

@@ -67,7 +67,10 @@ impl SandboxPolicy {
             let inside = |root: &Path| dir.path.starts_with(root);
             let ok = prefix_path.is_some_and(|p| dir.path == p)
                 || self.allowed_directories.iter().any(|d| inside(d));
-            if !ok || !dir.path.is_absolute() || dir.path.components().any(|c| c.as_os_str() == "..") {
+            if !ok
+                || !dir.path.is_absolute()
+                || dir.path.components().any(|c| c.as_os_str() == "..")
+            {
                 return Err(GrantRefused::Directory(dir.path.display().to_string()));
             }
         }
@@ -85,7 +88,9 @@ impl SandboxPolicy {
     pub fn allows_runtime_endpoint(&self, granted: &[Endpoint], requested: &Endpoint) -> bool {
         match &self.allowed_hosts {
             Some(allowed) => host_allowed(allowed, requested),
-            None => granted.iter().any(|g| g.host.eq_ignore_ascii_case(&requested.host)),
+            None => granted
+                .iter()
+                .any(|g| g.host.eq_ignore_ascii_case(&requested.host)),
         }
     }
 }
@@ -105,17 +110,29 @@ fn host_allowed(allowed: &[String], ep: &Endpoint) -> bool {
 pub fn wasi_context(grants: &Grants) -> anyhow::Result<WasiCtx> {
     let mut b = WasiCtxBuilder::new();
     b.inherit_stderr();
-    b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    b.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
     b.socket_addr_check(|_, _| Box::pin(async { false }));
     // Filesystem calls run on this thread instead of hopping to a blocking
     // pool per call: a 16 MiB write is many calls, and the per-call deadline
     // still holds through the process watchdog.
     b.allow_blocking_current_thread(true);
     for dir in &grants.directories {
-        let perms = if dir.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-        let guest_path = dir.path.to_str().ok_or_else(|| anyhow::anyhow!("directory path is not UTF-8"))?;
+        let perms = if dir.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        let guest_path = dir
+            .path
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("directory path is not UTF-8"))?;
         b.preopened_dir(&dir.path, guest_path, perms).map_err(|e| {
-            anyhow::anyhow!("cannot open directory {} for the plugin: {e}", dir.path.display())
+            anyhow::anyhow!(
+                "cannot open directory {} for the plugin: {e}",
+                dir.path.display()
+            )
         })?;
     }
     Ok(b.build())
@@ -161,10 +178,14 @@ impl NetworkGate {
     fn permits(&self, uri: &http::Uri) -> bool {
         let scheme = uri.scheme_str().unwrap_or("https");
         let Some(host) = uri.host() else { return false };
-        let port = uri.port_u16().unwrap_or(if scheme == "http" { 80 } else { 443 });
-        self.granted
-            .iter()
-            .any(|e| e.scheme.eq_ignore_ascii_case(scheme) && e.host.eq_ignore_ascii_case(host) && e.port == port)
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        self.granted.iter().any(|e| {
+            e.scheme.eq_ignore_ascii_case(scheme)
+                && e.host.eq_ignore_ascii_case(host)
+                && e.port == port
+        })
     }
 }
 
@@ -192,8 +213,12 @@ impl WasiHttpHooks for NetworkGate {
         options.between_bytes_timeout = cap(options.between_bytes_timeout, t.between_bytes);
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = _> + Send>))
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
         })
     }
 }
@@ -203,20 +228,38 @@ mod tests {
     use super::*;
 
     fn ep(host: &str, port: u16) -> Endpoint {
-        Endpoint { scheme: "https".into(), host: host.into(), port }
+        Endpoint {
+            scheme: "https".into(),
+            host: host.into(),
+            port,
+        }
     }
 
     #[test]
     fn directories_only_for_the_prefix_or_the_allowlist() {
         let policy = SandboxPolicy::default();
         let grants = |p: &str| Grants {
-            directories: vec![DirectoryGrant { path: PathBuf::from(p), writable: true }],
+            directories: vec![DirectoryGrant {
+                path: PathBuf::from(p),
+                writable: true,
+            }],
             ..Grants::default()
         };
-        assert!(policy.check(&grants("/archive"), Some(Path::new("/archive"))).is_ok());
-        assert!(policy.check(&grants("/"), Some(Path::new("/archive"))).is_err());
+        assert!(
+            policy
+                .check(&grants("/archive"), Some(Path::new("/archive")))
+                .is_ok()
+        );
+        assert!(
+            policy
+                .check(&grants("/"), Some(Path::new("/archive")))
+                .is_err()
+        );
         assert!(policy.check(&grants("/etc"), None).is_err());
-        let policy = SandboxPolicy { allowed_directories: vec!["/srv".into()], ..Default::default() };
+        let policy = SandboxPolicy {
+            allowed_directories: vec!["/srv".into()],
+            ..Default::default()
+        };
         assert!(policy.check(&grants("/srv/a"), None).is_ok());
         assert!(policy.check(&grants("/srv/../etc"), None).is_err());
     }
@@ -224,11 +267,20 @@ mod tests {
     #[test]
     fn endpoints_bounded_by_allowed_hosts() {
         let open = SandboxPolicy::default();
-        let g = Grants { endpoints: vec![ep("s3.example", 443)], ..Default::default() };
+        let g = Grants {
+            endpoints: vec![ep("s3.example", 443)],
+            ..Default::default()
+        };
         assert!(open.check(&g, None).is_ok());
-        let strict = SandboxPolicy { allowed_hosts: Some(vec!["s3.example:9000".into()]), ..Default::default() };
+        let strict = SandboxPolicy {
+            allowed_hosts: Some(vec!["s3.example:9000".into()]),
+            ..Default::default()
+        };
         assert!(strict.check(&g, None).is_err());
-        let host_only = SandboxPolicy { allowed_hosts: Some(vec!["S3.example".into()]), ..Default::default() };
+        let host_only = SandboxPolicy {
+            allowed_hosts: Some(vec!["S3.example".into()]),
+            ..Default::default()
+        };
         assert!(host_only.check(&g, None).is_ok());
     }
 

@@ -25,13 +25,20 @@ pub struct PluginState {
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for PluginState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.gate }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.gate,
+        }
     }
 }
 
@@ -49,19 +56,30 @@ impl Host for PluginState {
         if level <= self.log_level {
             // One line per message: a plugin cannot forge extra log lines.
             let message = message.replace(['\n', '\r'], " ");
-            log_line(level, &format!("plugin {}: {message}", self.gate.plugin_name));
+            log_line(
+                level,
+                &format!("plugin {}: {message}", self.gate.plugin_name),
+            );
         }
     }
 
     fn request_endpoint(&mut self, endpoint: wit_types::Endpoint) -> Result<(), String> {
-        let requested = Endpoint { scheme: endpoint.scheme, host: endpoint.host, port: endpoint.port };
+        let requested = Endpoint {
+            scheme: endpoint.scheme,
+            host: endpoint.host,
+            port: endpoint.port,
+        };
         if requested.scheme != "http" && requested.scheme != "https" {
             return Err(format!("scheme {} is not http or https", requested.scheme));
         }
         if self.gate.granted.contains(&requested) {
             return Ok(());
         }
-        if self.gate.policy.allows_runtime_endpoint(&self.gate.granted, &requested) {
+        if self
+            .gate
+            .policy
+            .allows_runtime_endpoint(&self.gate.granted, &requested)
+        {
             self.gate.granted.push(requested);
             Ok(())
         } else {
@@ -81,7 +99,12 @@ pub struct MemoryLimiter {
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             self.exceeded = true;
             return Err(wasmtime::format_err!(
@@ -92,7 +115,12 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
