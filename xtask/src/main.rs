@@ -82,8 +82,15 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
+/// The native packages, built together. `test` runs `cargo test` over the
+/// same set, so cargo resolves the same features for shared dependencies and
+/// reuses this build instead of compiling wasmtime's TLS stack a second time.
+const NATIVE_SET: &[&str] = &["--workspace", "--exclude", "walship-test-plugin-hostile"];
+
 fn dist() -> Result<(), String> {
-    run(cargo().args(["build", "--release", "--locked", "-p", "walship"]))?;
+    run(cargo()
+        .args(["build", "--release", "--locked"])
+        .args(NATIVE_SET))?;
     let mut wasm = cargo();
     wasm.args([
         "build",

@@ -505,3 +505,73 @@ impl ObjectStore for PluginStore<'_> {
 fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:#}")
 }
+
+#[cfg(test)]
+mod tests {
+    //! These load the hostile test plugin that `cargo xtask dist` builds
+    //! (`target/test-plugins/hostile.wasm`, or `$WALSHIP_TEST_PLUGINS`).
+
+    use super::*;
+    use crate::storage::PutOptions;
+
+    fn hostile_plugin() -> PathBuf {
+        let dir = std::env::var_os("WALSHIP_TEST_PLUGINS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-plugins")
+            });
+        let path = dir.join("hostile.wasm");
+        assert!(
+            path.is_file(),
+            "{} is missing: run `cargo xtask dist` (or `cargo xtask test`)",
+            path.display()
+        );
+        path
+    }
+
+    fn options() -> RuntimeOptions {
+        RuntimeOptions {
+            cache_dir: None,
+            memory_limit_bytes: 64 << 20,
+            call_timeout: Duration::from_secs(2),
+            policy: SandboxPolicy::default(),
+            log_level: LogLevelFilter::Error,
+        }
+    }
+
+    /// After a trap, a memory blow-up or a timeout, the same store keeps
+    /// working: the faulted instance is discarded and the next call gets a
+    /// fresh one.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_faulting_plugin_leaves_the_next_call_working() {
+        let dir = std::env::temp_dir().join(format!("walship-plugin-test-{}", std::process::id()));
+        let plugin = Plugin::load(&hostile_plugin(), options()).unwrap();
+        let prefix = format!("hostile://{}", dir.display());
+        let mut store = plugin
+            .open(&prefix, |_| PluginConfig::default())
+            .await
+            .unwrap();
+        let put = PutOptions::overwrite();
+
+        let err = store
+            .put(&Key::new("x/spin").unwrap(), b"", &put)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::PluginTimeout(_)), "{err}");
+        let err = store
+            .put(&Key::new("x/allocate").unwrap(), b"", &put)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("memory limit of 64 MiB"), "{err}");
+        let err = store
+            .put(&Key::new("x/panic").unwrap(), b"", &put)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::PluginFault(_)), "{err}");
+
+        let key = Key::new("fine").unwrap();
+        store.put(&key, b"still works", &put).await.unwrap();
+        assert_eq!(store.get(&key, None).await.unwrap().1, b"still works");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
