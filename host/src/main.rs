@@ -26,6 +26,9 @@ use clap::Parser;
 use cli::{Cli, Command, PluginCommand};
 use commands::{Context, EXIT_FAILURE, Failure};
 
+/// How long a command may take to clean up after SIGTERM/SIGINT.
+const SIGNAL_GRACE: Duration = Duration::from_secs(10);
+
 fn main() -> ExitCode {
     let started = Instant::now();
     let cli = Cli::parse();
@@ -66,14 +69,30 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        tokio::select! {
-            r = tokio::time::timeout(deadline, run(&ctx, &cli.command)) => r.unwrap_or_else(|_| Err(Failure::new(
+        let command = tokio::time::timeout(deadline, run(&ctx, &cli.command));
+        tokio::pin!(command);
+        let timed_out = || {
+            Err(Failure::new(
                 failure_code,
-                format!("gave up after the {}s deadline (WALSHIP_TIMEOUT)", deadline.as_secs()),
-            ))),
-            // Dropping the command's future runs its cleanup guards (temporary
-            // files are removed) before we exit.
-            signal = termination_signal() => Err(Failure::new(failure_code, format!("interrupted by {signal}"))),
+                format!(
+                    "gave up after the {}s deadline (WALSHIP_TIMEOUT)",
+                    deadline.as_secs()
+                ),
+            ))
+        };
+        tokio::select! {
+            r = &mut command => r.unwrap_or_else(|_| timed_out()),
+            signal = termination_signal() => {
+                // Let the command clean up: an upload in parts aborts (so no
+                // half-object stays behind) and the plugin call in flight ends.
+                // Past the grace period its future is dropped, which still
+                // removes temporary files through their guards.
+                transfer::cancel();
+                match tokio::time::timeout(SIGNAL_GRACE, &mut command).await {
+                    Ok(Ok(Ok(()))) => Ok(()),
+                    _ => Err(Failure::new(failure_code, format!("interrupted by {signal}"))),
+                }
+            }
         }
     });
     exit(result)

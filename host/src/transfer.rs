@@ -3,9 +3,23 @@
 //! object never has to cross into plugin memory at once), downloads in ranged
 //! chunks, and complete listings across pages.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::storage::{
     ByteRange, Key, ListOptions, ObjectMeta, ObjectStore, PartReceipt, PutOptions, StorageError,
 };
+
+/// Set when the process is asked to stop: uploads in parts stop between
+/// parts and abort, so no half-object and no orphaned parts stay behind.
+static CANCELLED: AtomicBool = AtomicBool::new(false);
+
+pub fn cancel() {
+    CANCELLED.store(true, Ordering::SeqCst);
+}
+
+fn cancelled() -> bool {
+    CANCELLED.load(Ordering::SeqCst)
+}
 
 /// Largest piece handed to a plugin in one call. Bounds plugin memory
 /// whatever the backend's own limits are.
@@ -32,6 +46,9 @@ pub async fn upload<S: ObjectStore>(
     let result = async {
         let mut parts: Vec<PartReceipt> = Vec::new();
         for (i, chunk) in data.chunks(part_size).enumerate() {
+            if cancelled() {
+                return Err(StorageError::Other("interrupted; upload aborted".into()));
+            }
             parts.push(store.put_part(key, &upload_id, i as u32 + 1, chunk).await?);
         }
         store
