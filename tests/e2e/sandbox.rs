@@ -12,8 +12,10 @@ use std::fs;
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use walship_e2e::walship::hostile_plugin;
+use walship_e2e::walship::{hostile_plugin, walship_bin};
 use walship_e2e::{Outcome, Scratch, Walship};
 
 const ESCAPED: &str = "SANDBOX ESCAPED";
@@ -196,5 +198,69 @@ fn a_panicking_plugin_is_a_clean_failure() {
     let h = Hostile::new("panic");
     let out = h.put("panic", b"", &[]);
     h.assert_contained(&out, None);
+    h.assert_still_works();
+}
+
+#[test]
+fn the_overall_deadline_bounds_a_stuck_command() {
+    let h = Hostile::new("deadline");
+    let started = Instant::now();
+    let out = h.put(
+        "spin",
+        b"",
+        &[
+            ("WALSHIP_TIMEOUT", "2"),
+            ("WALSHIP_PLUGIN_CALL_TIMEOUT", "600"),
+        ],
+    );
+    h.assert_contained(&out, Some("deadline"));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "a 2 s deadline took {:?}:\n{out}",
+        started.elapsed()
+    );
+    h.assert_still_works();
+}
+
+/// PostgreSQL (or an operator) stopping walship gets a prompt, clean exit
+/// even while the plugin is stuck: the call gets a grace period, then the
+/// command is dropped.
+#[test]
+fn sigterm_stops_a_stuck_command_cleanly() {
+    let h = Hostile::new("sigterm");
+    let data = h.file("spin", b"");
+    let store = h.scratch.dir("store");
+    let mut child = Command::new(walship_bin())
+        .arg("--plugin")
+        .arg(hostile_plugin())
+        .arg("--prefix")
+        .arg(format!("hostile://{}", store.display()))
+        .arg("--cache-dir")
+        .arg(h.scratch.dir("cache"))
+        .args(["st", "put", "spin"])
+        .arg(&data)
+        .env("WALSHIP_PLUGIN_CALL_TIMEOUT", "600")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start walship");
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("wait for walship");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("interrupted by SIGTERM"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?} to stop after SIGTERM",
+        started.elapsed()
+    );
     h.assert_still_works();
 }

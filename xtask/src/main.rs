@@ -65,6 +65,25 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
+    // `cargo run` gave this process the xtask package's CARGO_PKG_* and
+    // CARGO_MANIFEST_* variables; some build scripts (ring's) rerun when such
+    // variables change, so passing them on would make an xtask build and a
+    // plain `cargo build` rebuild each other's dependencies.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_PACKAGE",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
+        {
+            c.env_remove(key.as_ref());
+        }
+    }
     c
 }
 

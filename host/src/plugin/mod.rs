@@ -51,6 +51,10 @@ pub struct Plugin {
     pre: StoragePluginPre<PluginState>,
     pub digest: PluginDigest,
     pub load_path: LoadPath,
+    /// Time to get the compiled component (cache map or compile), and to
+    /// link it, for `WALSHIP_TIMINGS` and the benchmark.
+    pub load_time: Duration,
+    pub link_time: Duration,
     options: RuntimeOptions,
     info: std::cell::OnceCell<BackendInfo>,
 }
@@ -65,7 +69,10 @@ impl Plugin {
             Some(dir) => ComponentCache::new(dir),
             None => ComponentCache::disabled(),
         };
+        let t = Instant::now();
         let (component, digest, load_path) = cache.load(&engine, path)?;
+        let load_time = t.elapsed();
+        let t = Instant::now();
         let pre = link(&engine, &component)
             .map_err(wasm_err)
             .with_context(|| {
@@ -74,8 +81,11 @@ impl Plugin {
                     path.display()
                 )
             })?;
+        let link_time = t.elapsed();
         engine::start_epoch_ticker(&engine);
         Ok(Self {
+            load_time,
+            link_time,
             engine,
             pre,
             digest,
