@@ -56,10 +56,10 @@ pub async fn upload<S: ObjectStore>(
             .await
     }
     .await;
-    if result.is_err() {
-        if let Err(e) = store.abort_multipart(key, &upload_id).await {
-            eprintln!("walship: warning: could not abort upload {upload_id} of {key}: {e}");
-        }
+    if result.is_err()
+        && let Err(e) = store.abort_multipart(key, &upload_id).await
+    {
+        eprintln!("walship: warning: could not abort upload {upload_id} of {key}: {e}");
     }
     result
 }
@@ -143,11 +143,11 @@ pub async fn list_all<S: ObjectStore>(
             })
             .await?;
         out.extend(page.objects);
-        if let Some(limit) = limit {
-            if out.len() >= limit {
-                out.truncate(limit);
-                return Ok((out, true));
-            }
+        if let Some(limit) = limit
+            && out.len() >= limit
+        {
+            out.truncate(limit);
+            return Ok((out, true));
         }
         match page.next_page_token {
             Some(t) => token = Some(t),

@@ -230,7 +230,7 @@ fn sigterm_stops_a_stuck_command_cleanly() {
     let h = Hostile::new("sigterm");
     let data = h.file("spin", b"");
     let store = h.scratch.dir("store");
-    let mut child = Command::new(walship_bin())
+    let child = Command::new(walship_bin())
         .arg("--plugin")
         .arg(hostile_plugin())
         .arg("--prefix")
