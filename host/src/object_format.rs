@@ -123,38 +123,24 @@ pub enum FormatError {
     ChecksumMismatch { expected: String, actual: String },
 }
 
-/// Encodes `original` as a complete object: header + payload, built in one
-/// buffer (no intermediate copy of the payload).
+/// Encodes `original` as a complete object: header + payload.
+///
+/// Compressed payloads are produced into their own buffer and copied behind
+/// the header: they are small, and pre-sizing one buffer to the compressor's
+/// worst case would touch (and so commit) far more memory than they need.
 pub fn encode(original: &[u8], compression: Compression) -> (Vec<u8>, Header) {
     let content = ContentId::of(original);
-    let mut out = vec![0u8; HEADER_LEN];
-    match compression {
-        Compression::None => out.extend_from_slice(original),
-        Compression::Lz4 => {
-            out.resize(
-                HEADER_LEN + lz4_flex::block::get_maximum_output_size(original.len()),
-                0,
-            );
-            let n = lz4_flex::block::compress_into(original, &mut out[HEADER_LEN..])
-                .expect("the buffer has lz4's maximum output size");
-            out.truncate(HEADER_LEN + n);
-        }
-        Compression::Zstd => {
-            out.resize(
-                HEADER_LEN + zstd::zstd_safe::compress_bound(original.len()),
-                0,
-            );
-            let n = zstd::bulk::compress_to_buffer(original, &mut out[HEADER_LEN..], ZSTD_LEVEL)
-                .expect("the buffer has zstd's compress bound");
-            out.truncate(HEADER_LEN + n);
-        }
-    }
-    let header = Header {
-        compression,
-        payload_len: (out.len() - HEADER_LEN) as u64,
-        content,
+    let payload: std::borrow::Cow<'_, [u8]> = match compression {
+        Compression::None => original.into(),
+        Compression::Lz4 => lz4_flex::block::compress(original).into(),
+        Compression::Zstd => zstd::bulk::compress(original, ZSTD_LEVEL)
+            .expect("zstd compression of an in-memory buffer cannot fail")
+            .into(),
     };
-    out[..HEADER_LEN].copy_from_slice(&encode_header(&header));
+    let header = Header { compression, payload_len: payload.len() as u64, content };
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(&encode_header(&header));
+    out.extend_from_slice(&payload);
     (out, header)
 }
 
