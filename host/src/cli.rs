@@ -96,6 +96,32 @@ pub enum PluginCommand {
     /// Show a plugin's name, version, contract, schemes, features, limits and settings
     Inspect {
         /// A plugin file, or a scheme (file, s3, ...) to inspect the plugin serving it
-        plugin: String,
+        #[arg(value_name = "PLUGIN")]
+        file_or_scheme: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// clap panics at run time when a subcommand's argument shares an id
+    /// with a global flag; its own checks find that here.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+        for args in [
+            &["walship", "--prefix", "file:///a", "st", "ls", "wal/"][..],
+            &["walship", "--plugin", "x.wasm", "plugin", "inspect", "file"],
+            &[
+                "walship",
+                "wal-fetch",
+                "000000010000000000000001",
+                "pg_wal/RECOVERYXLOG",
+            ],
+        ] {
+            Cli::try_parse_from(args).unwrap();
+        }
+    }
 }

@@ -105,9 +105,9 @@ async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
             commands::wal_fetch::run(ctx, name, destination).await
         }
         Command::Storage(op) => commands::storage_ops::run(ctx, op).await,
-        Command::Plugin(PluginCommand::Inspect { plugin }) => {
-            commands::plugin_inspect::run(ctx, plugin).await
-        }
+        Command::Plugin(PluginCommand::Inspect {
+            file_or_scheme: plugin,
+        }) => commands::plugin_inspect::run(ctx, plugin).await,
     }
 }
 

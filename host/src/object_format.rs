@@ -137,7 +137,11 @@ pub fn encode(original: &[u8], compression: Compression) -> (Vec<u8>, Header) {
             .expect("zstd compression of an in-memory buffer cannot fail")
             .into(),
     };
-    let header = Header { compression, payload_len: payload.len() as u64, content };
+    let header = Header {
+        compression,
+        payload_len: payload.len() as u64,
+        content,
+    };
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&encode_header(&header));
     out.extend_from_slice(&payload);

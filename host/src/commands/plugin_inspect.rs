@@ -47,6 +47,5 @@ pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
         );
     }
     println!("compiled:        {:?}", loaded.load_path);
-    let _ = EXIT_FAILURE;
     Ok(())
 }
