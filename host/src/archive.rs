@@ -9,7 +9,7 @@
 //! their pushes of the same segment both succeed.
 
 use crate::identity::{IDENTITY_KEY, IdentityCache, IdentityRecord};
-use crate::object_format::{self, Compression, ContentId, FormatError, HEADER_LEN};
+use crate::object_format::{self, Compression, ContentId, Encoded, FormatError, HEADER_LEN};
 use crate::pg_control::{ClusterIdentity, parse_segment_header};
 use crate::storage::{Key, ObjectStore, PutMode, PutOptions, StorageError};
 use crate::transfer;
@@ -115,6 +115,11 @@ pub struct Archive<'c, S> {
 }
 
 impl<'c, S: ObjectStore> Archive<'c, S> {
+    /// The compression new objects get (encode with it before `push`).
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
     pub fn new(
         store: S,
         prefix: &str,
@@ -135,18 +140,15 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
     pub async fn push(
         &mut self,
         name: &WalFileName,
-        bytes: &[u8],
+        encoded: Encoded,
         local: &ClusterIdentity,
     ) -> Result<PushOutcome, ArchiveError> {
-        check_belongs_to(name, bytes, local)?;
+        check_belongs_to(name, &encoded.leading, encoded.header.content.length, local)?;
         let t = std::time::Instant::now();
         self.ensure_identity(local).await?;
         self.timings.identity = t.elapsed();
         let key = wal_key(name);
-        let t = std::time::Instant::now();
-        let (object, header) = object_format::encode(bytes, self.compression);
-        let content = header.content;
-        self.timings.encode = t.elapsed();
+        let (object, content) = (encoded.object, encoded.header.content);
         let t = std::time::Instant::now();
         let result = self.store_object(name, &key, &object, &content).await;
         self.timings.store = t.elapsed();
@@ -421,7 +423,8 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
 /// files carry no header.
 fn check_belongs_to(
     name: &WalFileName,
-    bytes: &[u8],
+    leading: &[u8],
+    length: u64,
     local: &ClusterIdentity,
 ) -> Result<(), ArchiveError> {
     let (timeline, segment_no) = match name.kind() {
@@ -439,14 +442,13 @@ fn check_belongs_to(
         name: name.to_string(),
         why,
     };
-    if bytes.len() != local.wal_segment_size as usize {
+    if length != u64::from(local.wal_segment_size) {
         return Err(fail(format!(
-            "it is {} bytes, WAL segments of this cluster are {}",
-            bytes.len(),
+            "it is {length} bytes, WAL segments of this cluster are {}",
             local.wal_segment_size
         )));
     }
-    let header = parse_segment_header(bytes).map_err(|why| fail(why.to_string()))?;
+    let header = parse_segment_header(leading).map_err(|why| fail(why.to_string()))?;
     if header.system_identifier != local.system_identifier {
         return Err(fail(format!(
             "its system identifier is {}, the data directory's is {}",
@@ -490,33 +492,30 @@ mod tests {
         wal_segment_size: 1 << 20,
     };
 
+    fn check(name: &WalFileName, bytes: &[u8]) -> Result<(), ArchiveError> {
+        check_belongs_to(name, &bytes[..bytes.len().min(64)], bytes.len() as u64, &ID)
+    }
+
     #[test]
     fn segment_checks_catch_other_clusters_and_misnamed_files() {
         let name = WalFileName::parse("000000010000000000000003").unwrap();
         let good = fake_segment(99, 1, 3 << 20, 1 << 20);
-        assert!(check_belongs_to(&name, &good, &ID).is_ok());
+        assert!(check(&name, &good).is_ok());
         let other = fake_segment(98, 1, 3 << 20, 1 << 20);
         assert!(
-            check_belongs_to(&name, &other, &ID)
+            check(&name, &other)
                 .unwrap_err()
                 .to_string()
                 .contains("system identifier")
         );
         let misplaced = fake_segment(99, 1, 4 << 20, 1 << 20);
-        assert!(check_belongs_to(&name, &misplaced, &ID).is_err());
-        assert!(check_belongs_to(&name, &good[..1000], &ID).is_err());
+        assert!(check(&name, &misplaced).is_err());
+        assert!(check(&name, &good[..1000]).is_err());
         let newer_tli = fake_segment(99, 2, 3 << 20, 1 << 20);
-        assert!(check_belongs_to(&name, &newer_tli, &ID).is_err());
+        assert!(check(&name, &newer_tli).is_err());
         let next_tli = WalFileName::parse("000000020000000000000003").unwrap();
-        assert!(check_belongs_to(&next_tli, &good, &ID).is_ok());
+        assert!(check(&next_tli, &good).is_ok());
         let history = WalFileName::parse("00000002.history").unwrap();
-        assert!(
-            check_belongs_to(
-                &history,
-                b"1\t0/3000000\tno recovery target specified\n",
-                &ID
-            )
-            .is_ok()
-        );
+        assert!(check(&history, b"1\t0/3000000\tno recovery target specified\n").is_ok());
     }
 }

@@ -11,6 +11,7 @@ use super::{Context, EXIT_FAILURE, Failure};
 use crate::archive::{Archive, PushOutcome};
 use crate::identity::IdentityCache;
 use crate::logging::{LogLevelFilter, log_line};
+use crate::object_format;
 use crate::pg_control::read_cluster_identity;
 use crate::retry::Retrying;
 use crate::wal_name::WalFileName;
@@ -24,7 +25,8 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
     let name = WalFileName::parse(file_name).map_err(|e| fail(e.to_string()))?;
     let local = read_cluster_identity(&ctx.cwd).map_err(|e| fail(e.to_string()))?;
     let t_start_read = Instant::now();
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let t_read = Instant::now();
 
     let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
@@ -42,8 +44,12 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
         ctx.settings.compression,
         &identities,
     );
+    let t_encode = Instant::now();
+    let encoded = object_format::encode_from(file, size, archive.compression())
+        .map_err(|e| fail(format!("cannot read it: {e}")))?;
+    archive.timings.encode = t_encode.elapsed();
     let outcome = archive
-        .push(&name, &bytes, &local)
+        .push(&name, encoded, &local)
         .await
         .map_err(|e| fail(e.to_string()))?;
     let t_done = Instant::now();
@@ -58,7 +64,7 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
     if ctx.settings.timings {
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
         eprintln!(
-            "walship: timings: op=push startup_ms={:.2} read_ms={:.2} plugin_open_ms={:.2} identity_ms={:.2} compress_hash_ms={:.2} store_ms={:.2} total_ms={:.2} peak_rss_kib={} component_load_ms={:.2} link_ms={:.2} plugin_load={:?}",
+            "walship: timings: op=push startup_ms={:.2} open_ms={:.2} plugin_open_ms={:.2} identity_ms={:.2} read_compress_hash_ms={:.2} store_ms={:.2} total_ms={:.2} peak_rss_kib={} component_load_ms={:.2} link_ms={:.2} plugin_load={:?}",
             ms(ctx.started, t_start_read),
             ms(t_start_read, t_read),
             ms(t_read, t_open),
