@@ -198,18 +198,18 @@ fn process_figures(scratch: &Scratch, cluster: &Cluster, segments: &[String]) {
             rows.entry("push start-up to first read (ms)")
                 .or_default()
                 .push(t["startup_ms"]);
-            rows.entry("push read file (ms)")
+            rows.entry("push open file (ms)")
                 .or_default()
-                .push(t["read_ms"]);
+                .push(t["open_ms"]);
             rows.entry("push plugin load+open (ms)")
                 .or_default()
                 .push(t["plugin_open_ms"]);
             rows.entry("push identity check (ms)")
                 .or_default()
                 .push(t["identity_ms"]);
-            rows.entry("push compress+hash (ms)")
+            rows.entry("push read+compress+hash (ms)")
                 .or_default()
-                .push(t["compress_hash_ms"]);
+                .push(t["read_compress_hash_ms"]);
             rows.entry("push storage (ms)")
                 .or_default()
                 .push(t["store_ms"]);
