@@ -193,17 +193,7 @@ pub fn encode_from(
             let original = &object[HEADER_LEN..];
             let content = ContentId::of(original);
             let leading = leading_of(original);
-            let header = Header {
-                compression,
-                payload_len: content.length,
-                content,
-            };
-            object[..HEADER_LEN].copy_from_slice(&encode_header(&header));
-            Ok(Encoded {
-                object,
-                header,
-                leading,
-            })
+            Ok(seal(object, compression, content, leading))
         }
         Compression::Zstd => {
             use std::io::Write;
@@ -229,23 +219,33 @@ pub fn encode_from(
                 encoder.write_all(chunk)?;
                 length += n as u64;
             }
-            let mut object = encoder.finish()?;
             let content = ContentId {
                 length,
                 blake3: *hasher.finalize().as_bytes(),
             };
-            let header = Header {
-                compression,
-                payload_len: (object.len() - HEADER_LEN) as u64,
-                content,
-            };
-            object[..HEADER_LEN].copy_from_slice(&encode_header(&header));
-            Ok(Encoded {
-                object,
-                header,
-                leading,
-            })
+            Ok(seal(encoder.finish()?, compression, content, leading))
         }
+    }
+}
+
+/// Fills in the header of an object whose payload follows `HEADER_LEN`
+/// placeholder bytes.
+fn seal(
+    mut object: Vec<u8>,
+    compression: Compression,
+    content: ContentId,
+    leading: Vec<u8>,
+) -> Encoded {
+    let header = Header {
+        compression,
+        payload_len: (object.len() - HEADER_LEN) as u64,
+        content,
+    };
+    object[..HEADER_LEN].copy_from_slice(&encode_header(&header));
+    Encoded {
+        object,
+        header,
+        leading,
     }
 }
 
