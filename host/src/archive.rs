@@ -11,7 +11,7 @@
 use crate::identity::{IDENTITY_KEY, IdentityCache, IdentityRecord};
 use crate::object_format::{self, Compression, ContentId, Encoded, FormatError, HEADER_LEN};
 use crate::pg_control::{ClusterIdentity, parse_segment_header};
-use crate::storage::{Key, ObjectStore, PutMode, PutOptions, StorageError};
+use crate::storage::{Key, ObjectStore, PutOptions, StorageError};
 use crate::transfer;
 use crate::wal_name::{WalFileKind, WalFileName, segment_start_lsn};
 
@@ -86,6 +86,16 @@ pub enum ArchiveError {
 }
 
 impl ArchiveError {
+    fn different_content(name: &WalFileName, archived: &ContentId, local: &ContentId) -> Self {
+        ArchiveError::DifferentContent {
+            name: name.to_string(),
+            archived: archived.short_hex(),
+            archived_len: archived.length,
+            local: local.short_hex(),
+            local_len: local.length,
+        }
+    }
+
     fn storage(op: &'static str, key: &Key) -> impl FnOnce(StorageError) -> ArchiveError + use<> {
         let key = key.to_string();
         move |source| ArchiveError::Storage { op, key, source }
@@ -162,29 +172,28 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         object: &[u8],
         content: &ContentId,
     ) -> Result<PushOutcome, ArchiveError> {
-        let (key, object) = (key.clone(), object);
         let features = self.store.info().features;
 
         if !features.create_only {
             // The store cannot refuse an overwrite: look first, write, then
             // read back to catch a racing writer (a weaker guarantee, which
             // `walship plugin inspect` reports).
-            match self.store.head(&key).await {
-                Ok(_) => return self.compare_existing(name, &key, content).await,
+            match self.store.head(key).await {
+                Ok(_) => return self.compare_existing(name, key, content).await,
                 Err(StorageError::NotFound(_)) => {}
-                Err(e) => return Err(ArchiveError::storage("head", &key)(e)),
+                Err(e) => return Err(ArchiveError::storage("head", key)(e)),
             }
-            transfer::upload(&mut self.store, &key, object, &PutOptions::overwrite())
+            transfer::upload(&mut self.store, key, object, &PutOptions::overwrite())
                 .await
-                .map_err(ArchiveError::storage("put", &key))?;
-            return self.verify_read_back(name, &key, content).await;
+                .map_err(ArchiveError::storage("put", key))?;
+            return self.verify_read_back(name, key, content).await;
         }
 
-        match transfer::upload(&mut self.store, &key, object, &PutOptions::create_only()).await {
+        match transfer::upload(&mut self.store, key, object, &PutOptions::create_only()).await {
             Ok(_) if features.atomic_create_only => Ok(PushOutcome::Stored),
-            Ok(_) => self.verify_read_back(name, &key, content).await,
-            Err(StorageError::AlreadyExists(_)) => self.compare_existing(name, &key, content).await,
-            Err(e) => Err(ArchiveError::storage("put", &key)(e)),
+            Ok(_) => self.verify_read_back(name, key, content).await,
+            Err(StorageError::AlreadyExists(_)) => self.compare_existing(name, key, content).await,
+            Err(e) => Err(ArchiveError::storage("put", key)(e)),
         }
     }
 
@@ -257,13 +266,11 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         if header.content == *local {
             Ok(PushOutcome::AlreadyArchived)
         } else {
-            Err(ArchiveError::DifferentContent {
-                name: name.to_string(),
-                archived: header.content.short_hex(),
-                archived_len: header.content.length,
-                local: local.short_hex(),
-                local_len: local.length,
-            })
+            Err(ArchiveError::different_content(
+                name,
+                &header.content,
+                local,
+            ))
         }
     }
 
@@ -284,13 +291,11 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         if header.content == *local {
             Ok(PushOutcome::Stored)
         } else {
-            Err(ArchiveError::DifferentContent {
-                name: name.to_string(),
-                archived: header.content.short_hex(),
-                archived_len: header.content.length,
-                local: local.short_hex(),
-                local_len: local.length,
-            })
+            Err(ArchiveError::different_content(
+                name,
+                &header.content,
+                local,
+            ))
         }
     }
 
@@ -345,14 +350,7 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
                 let mine = IdentityRecord::new(*local);
                 match self
                     .store
-                    .put(
-                        &key,
-                        mine.to_toml().as_bytes(),
-                        &PutOptions {
-                            mode: PutMode::CreateOnly,
-                            ..PutOptions::create_only()
-                        },
-                    )
+                    .put(&key, mine.to_toml().as_bytes(), &PutOptions::create_only())
                     .await
                 {
                     Ok(_) => mine,
