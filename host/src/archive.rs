@@ -173,24 +173,34 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         content: &ContentId,
     ) -> Result<PushOutcome, ArchiveError> {
         let features = self.store.info().features;
-
-        if !features.create_only {
-            // The store cannot refuse an overwrite: look first, write, then
-            // read back to catch a racing writer (a weaker guarantee, which
-            // `walship plugin inspect` reports).
-            match self.store.head(key).await {
-                Ok(_) => return self.compare_existing(name, key, content).await,
-                Err(StorageError::NotFound(_)) => {}
-                Err(e) => return Err(ArchiveError::storage("head", key)(e)),
-            }
-            transfer::upload(&mut self.store, key, object, &PutOptions::overwrite())
+        if features.atomic_create_only {
+            return match transfer::upload(&mut self.store, key, object, &PutOptions::create_only())
                 .await
-                .map_err(ArchiveError::storage("put", key))?;
-            return self.verify_read_back(name, key, content).await;
+            {
+                Ok(_) => Ok(PushOutcome::Stored),
+                Err(StorageError::AlreadyExists(_)) => {
+                    self.compare_existing(name, key, content).await
+                }
+                Err(e) => Err(ArchiveError::storage("put", key)(e)),
+            };
         }
 
-        match transfer::upload(&mut self.store, key, object, &PutOptions::create_only()).await {
-            Ok(_) if features.atomic_create_only => Ok(PushOutcome::Stored),
+        // The store may not refuse an overwrite (no create-only at all, or an
+        // S3-compatible store that ignores If-None-Match): look first, so an
+        // archived object is never replaced; write (still asking for
+        // create-only where the plugin can); then read back to catch a racing
+        // writer. A weaker guarantee, which `walship plugin inspect` reports.
+        match self.store.head(key).await {
+            Ok(_) => return self.compare_existing(name, key, content).await,
+            Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(ArchiveError::storage("head", key)(e)),
+        }
+        let mode = if features.create_only {
+            PutOptions::create_only()
+        } else {
+            PutOptions::overwrite()
+        };
+        match transfer::upload(&mut self.store, key, object, &mode).await {
             Ok(_) => self.verify_read_back(name, key, content).await,
             Err(StorageError::AlreadyExists(_)) => self.compare_existing(name, key, content).await,
             Err(e) => Err(ArchiveError::storage("put", key)(e)),
@@ -348,14 +358,16 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
                 self.refuse_foreign_contents().await?;
                 let key = identity_key();
                 let mine = IdentityRecord::new(*local);
+                let atomic = self.store.info().features.atomic_create_only;
                 match self
                     .store
                     .put(&key, mine.to_toml().as_bytes(), &PutOptions::create_only())
                     .await
                 {
-                    Ok(_) => mine,
-                    // Another process created it first: check theirs.
-                    Err(StorageError::AlreadyExists(_)) => {
+                    Ok(_) if atomic => mine,
+                    // Another process created it first (or, where the store
+                    // may ignore create-only, raced us): check what is there.
+                    Ok(_) | Err(StorageError::AlreadyExists(_)) => {
                         self.read_identity().await?.ok_or_else(|| {
                             ArchiveError::DamagedIdentity("vanished after creation".into())
                         })?

@@ -27,7 +27,9 @@ impl<S: ObjectStore> Retrying<S> {
     pub fn new(inner: S, policy: RetryPolicy) -> Self {
         Self { inner, policy }
     }
+}
 
+impl<S> Retrying<S> {
     fn backoff(&self, attempt: u32, error: &StorageError) -> Option<Duration> {
         if !error.is_retryable() || attempt + 1 >= self.policy.attempts {
             return None;
@@ -37,15 +39,30 @@ impl<S: ObjectStore> Retrying<S> {
             .first_backoff
             .saturating_mul(1 << attempt.min(16))
             .min(self.policy.max_backoff);
+        // Half fixed, half random ("equal jitter"): processes that failed
+        // together (a store restart, a throttled burst) do not retry in step.
+        let jittered = exp / 2 + exp.mul_f64(random_fraction() / 2.0);
         let wait = match error {
             StorageError::Throttled {
                 retry_after: Some(hint),
                 ..
-            } => (*hint).max(exp),
-            _ => exp,
+            } => (*hint).max(jittered),
+            _ => jittered,
         };
         (Instant::now() + wait < self.policy.deadline).then_some(wait)
     }
+}
+
+/// A number in [0, 1), different per call and per process. std's hasher
+/// keys are random per process; hashing a counter spreads them. Good enough
+/// for jitter, not for anything secret.
+fn random_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 macro_rules! with_retries {
@@ -74,6 +91,9 @@ macro_rules! with_retries {
 impl<S: ObjectStore> ObjectStore for Retrying<S> {
     fn info(&self) -> &BackendInfo {
         self.inner.info()
+    }
+    fn worker(&self) -> Option<Self> {
+        Some(Self::new(self.inner.worker()?, self.policy))
     }
     async fn head(&mut self, key: &Key) -> Result<ObjectMeta, StorageError> {
         with_retries!(self, "head", |s| s.head(key))
@@ -132,5 +152,71 @@ impl<S: ObjectStore> ObjectStore for Retrying<S> {
     async fn abort_multipart(&mut self, key: &Key, upload_id: &str) -> Result<(), StorageError> {
         with_retries!(self, "abort-multipart", |s| s
             .abort_multipart(key, upload_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nothing;
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 4,
+            first_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            deadline: Instant::now() + Duration::from_secs(3600),
+        }
+    }
+
+    fn waits(error: &StorageError) -> Vec<Option<Duration>> {
+        let r = Retrying {
+            inner: Nothing,
+            policy: policy(),
+        };
+        (0..4).map(|attempt| r.backoff(attempt, error)).collect()
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_stops_at_the_attempt_bound() {
+        let transient = StorageError::Transient("reset".into());
+        let w = waits(&transient);
+        assert_eq!(w[3], None, "the 4th failure is the last attempt");
+        for (attempt, wait) in w[..3].iter().enumerate() {
+            let exp = Duration::from_millis(200 << attempt);
+            let wait = wait.expect("retried");
+            assert!(wait >= exp / 2 && wait <= exp, "attempt {attempt}: {wait:?}");
+        }
+        // Jitter: many draws are not all the same.
+        let r = Retrying {
+            inner: Nothing,
+            policy: policy(),
+        };
+        let draws: std::collections::BTreeSet<_> =
+            (0..20).map(|_| r.backoff(2, &transient).unwrap()).collect();
+        assert!(draws.len() > 1, "{draws:?}");
+    }
+
+    #[test]
+    fn throttling_waits_at_least_the_hint_and_config_errors_are_not_retried() {
+        let throttled = StorageError::Throttled {
+            message: "SlowDown".into(),
+            retry_after: Some(Duration::from_secs(3)),
+        };
+        assert!(waits(&throttled)[0].unwrap() >= Duration::from_secs(3));
+        let auth = StorageError::Unauthenticated("bad key".into());
+        assert_eq!(waits(&auth)[0], None);
+    }
+
+    #[test]
+    fn no_retry_would_end_past_the_deadline() {
+        let r = Retrying {
+            inner: Nothing,
+            policy: RetryPolicy {
+                deadline: Instant::now() + Duration::from_millis(50),
+                ..policy()
+            },
+        };
+        assert_eq!(r.backoff(2, &StorageError::Transient("x".into())), None);
     }
 }

@@ -30,6 +30,8 @@ pub struct Settings {
     pub plugin_memory_bytes: usize,
     pub plugin_call_timeout: Duration,
     pub policy: SandboxPolicy,
+    /// Extra CA certificates (PEM) trusted for plugins' https endpoints.
+    pub ca_file: Option<PathBuf>,
     /// Settings a plugin may declare, by name (environment over TOML). The
     /// plugin runtime hands over only the names a plugin declares.
     pub plugin_settings: BTreeMap<String, String>,
@@ -121,6 +123,7 @@ struct FileSettings {
     plugin_call_timeout_seconds: Option<u64>,
     allowed_hosts: Option<Vec<String>>,
     allowed_directories: Option<Vec<PathBuf>>,
+    ca_file: Option<PathBuf>,
 }
 
 pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, SettingsError> {
@@ -253,7 +256,14 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
             .unwrap_or_default(),
     };
 
+    // WAL-G names its CA setting after S3; the host does TLS for every
+    // plugin, so it applies to any https endpoint.
+    let ca_file = var("WALSHIP_CA_FILE")
+        .or_else(|| var("WALG_S3_CA_CERT_FILE"))
+        .map(PathBuf::from)
+        .or(file.ca_file.clone());
     Ok(Settings {
+        ca_file,
         prefix,
         plugin_file,
         plugin_dir,

@@ -178,6 +178,19 @@ pub struct Features {
 }
 
 impl Features {
+    /// What both sets offer.
+    pub fn intersect(self, other: Features) -> Features {
+        Features {
+            create_only: self.create_only && other.create_only,
+            atomic_create_only: self.atomic_create_only && other.atomic_create_only,
+            ranged_get: self.ranged_get && other.ranged_get,
+            multipart: self.multipart && other.multipart,
+            batch_delete: self.batch_delete && other.batch_delete,
+            list_start_after: self.list_start_after && other.list_start_after,
+            list_delimiter: self.list_delimiter && other.list_delimiter,
+        }
+    }
+
     pub fn names(&self) -> Vec<&'static str> {
         let all = [
             (self.create_only, "create-only"),
@@ -204,10 +217,19 @@ pub struct Limits {
     pub max_delete_batch: u32,
 }
 
+/// How a plugin's setting is handed over (WIT `config-kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigKind {
+    Plain,
+    Secret,
+    /// The setting names a file whose contents are the secret.
+    SecretFile,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigKey {
     pub name: String,
-    pub secret: bool,
+    pub kind: ConfigKind,
     pub description: String,
 }
 
@@ -227,6 +249,15 @@ pub struct BackendInfo {
 #[allow(async_fn_in_trait)] // used with concrete types only; no Send bound needed on a current-thread runtime
 pub trait ObjectStore {
     fn info(&self) -> &BackendInfo;
+    /// Another handle on the same store whose calls can run at the same time
+    /// as this one's (parts of one upload in parallel). `None` when the store
+    /// cannot have more than one call in flight.
+    fn worker(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
     async fn head(&mut self, key: &Key) -> Result<ObjectMeta, StorageError>;
     async fn get(
         &mut self,

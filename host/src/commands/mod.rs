@@ -51,6 +51,7 @@ impl Context {
             call_timeout: self.settings.plugin_call_timeout,
             policy: self.settings.policy.clone(),
             log_level: self.settings.log_level,
+            ca_file: self.settings.ca_file.clone(),
         }
     }
 
@@ -77,7 +78,10 @@ impl Context {
     }
 
     /// The settings the plugin declared, taken from the resolved settings.
-    pub fn plugin_config(&self, info: &crate::storage::BackendInfo) -> PluginConfig {
+    pub fn plugin_config(
+        &self,
+        info: &crate::storage::BackendInfo,
+    ) -> Result<PluginConfig, StorageError> {
         PluginConfig::gather(info, |name| {
             self.settings.plugin_settings.get(name).cloned()
         })

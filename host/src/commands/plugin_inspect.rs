@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::{Context, EXIT_FAILURE, Failure};
 use crate::plugin::{Plugin, WIT_VERSION};
+use crate::storage::{ConfigKind, Features};
 
 pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
     let fail = |m: String| Failure::new(EXIT_FAILURE, format!("plugin inspect {plugin}: {m}"));
@@ -14,14 +15,6 @@ pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
     };
     let loaded = Plugin::load(&path, ctx.runtime_options()).map_err(|e| fail(format!("{e:#}")))?;
     let info = loaded.info().await.map_err(|e| fail(e.to_string()))?;
-    let f = info.features;
-    let create_guarantee = if f.atomic_create_only {
-        "atomic (the store refuses a second create)"
-    } else if f.create_only {
-        "create-only, not atomic: walship reads each object back after writing it"
-    } else {
-        "none: walship checks before writing and reads back after (a racing writer can slip in between)"
-    };
     println!("file:            {}", path.display());
     println!("sha256:          {}", loaded.digest.0);
     println!("backend:         {}", info.backend);
@@ -29,7 +22,7 @@ pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
     println!("contract:        walship:storage@{WIT_VERSION}");
     println!("schemes:         {}", info.schemes.join(", "));
     println!("features:        {}", info.features.names().join(", "));
-    println!("create-only:     {create_guarantee}");
+    println!("create-only:     {}", create_guarantee(info.features));
     let l = info.limits;
     println!(
         "limits:          single put ≤ {} B, parts {}–{} B, ≤ {} parts, ≤ {} keys per delete",
@@ -42,10 +35,44 @@ pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
         println!(
             "setting:         {}{} — {}",
             k.name,
-            if k.secret { " (secret)" } else { "" },
+            match k.kind {
+                ConfigKind::Plain => "",
+                ConfigKind::Secret => " (secret)",
+                ConfigKind::SecretFile => " (path of a secret file the host reads)",
+            },
             k.description
         );
     }
     println!("compiled:        {:?}", loaded.load_path);
+
+    // What this plugin offers as configured here: a configuration can take
+    // capabilities away (an S3-compatible endpoint that may ignore
+    // If-None-Match is create-only but not atomic).
+    if let Some(prefix) = &ctx.settings.prefix
+        && info
+            .schemes
+            .iter()
+            .any(|s| super::scheme_of(prefix) == s.as_str())
+    {
+        use crate::storage::ObjectStore;
+        let store = loaded
+            .open(prefix, |info| ctx.plugin_config(info))
+            .await
+            .map_err(|e| fail(format!("opening {prefix}: {e}")))?;
+        let f = store.info().features;
+        println!("configured for:  {prefix}");
+        println!("  features:      {}", f.names().join(", "));
+        println!("  create-only:   {}", create_guarantee(f));
+    }
     Ok(())
+}
+
+fn create_guarantee(f: Features) -> &'static str {
+    if f.atomic_create_only {
+        "atomic (the store refuses a second create)"
+    } else if f.create_only {
+        "asked for but not verified to be enforced: walship checks before writing and reads each object back after (a racing writer can slip in between)"
+    } else {
+        "none: walship checks before writing and reads back after (a racing writer can slip in between)"
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::bindings::walship::storage::types as wit;
 use super::sandbox::{DirectoryGrant, Endpoint, Grants};
 use crate::storage::{
-    BackendInfo, ByteRange, ConfigKey, Features, Limits, ListOptions, ListPage, ObjectMeta,
+    BackendInfo, ByteRange, ConfigKey, ConfigKind, Features, Limits, ListOptions, ListPage, ObjectMeta,
     PartReceipt, PutMode, PutOptions, StorageError,
 };
 
@@ -29,21 +29,24 @@ pub fn error(e: wit::Error) -> StorageError {
     }
 }
 
+pub fn features(f: wit::Features) -> Features {
+    Features {
+        create_only: f.contains(wit::Features::CREATE_ONLY),
+        atomic_create_only: f.contains(wit::Features::ATOMIC_CREATE_ONLY),
+        ranged_get: f.contains(wit::Features::RANGED_GET),
+        multipart: f.contains(wit::Features::MULTIPART),
+        batch_delete: f.contains(wit::Features::BATCH_DELETE),
+        list_start_after: f.contains(wit::Features::LIST_START_AFTER),
+        list_delimiter: f.contains(wit::Features::LIST_DELIMITER),
+    }
+}
+
 pub fn info(i: wit::BackendInfo) -> BackendInfo {
-    let f = i.features;
     BackendInfo {
         backend: i.backend,
         plugin_version: i.plugin_version,
         schemes: i.schemes,
-        features: Features {
-            create_only: f.contains(wit::Features::CREATE_ONLY),
-            atomic_create_only: f.contains(wit::Features::ATOMIC_CREATE_ONLY),
-            ranged_get: f.contains(wit::Features::RANGED_GET),
-            multipart: f.contains(wit::Features::MULTIPART),
-            batch_delete: f.contains(wit::Features::BATCH_DELETE),
-            list_start_after: f.contains(wit::Features::LIST_START_AFTER),
-            list_delimiter: f.contains(wit::Features::LIST_DELIMITER),
-        },
+        features: features(i.features),
         limits: Limits {
             max_single_put: i.limits.max_single_put,
             min_part_size: i.limits.min_part_size,
@@ -56,7 +59,11 @@ pub fn info(i: wit::BackendInfo) -> BackendInfo {
             .into_iter()
             .map(|k| ConfigKey {
                 name: k.name,
-                secret: k.secret,
+                kind: match k.kind {
+                    wit::ConfigKind::Plain => ConfigKind::Plain,
+                    wit::ConfigKind::Secret => ConfigKind::Secret,
+                    wit::ConfigKind::SecretFile => ConfigKind::SecretFile,
+                },
                 description: k.description,
             })
             .collect(),

@@ -7,6 +7,7 @@ mod bindings;
 mod cache;
 mod convert;
 mod engine;
+mod outbound;
 mod sandbox;
 mod state;
 
@@ -28,7 +29,7 @@ use state::{MemoryLimiter, PluginState};
 
 use crate::logging::LogLevelFilter;
 use crate::storage::{
-    BackendInfo, ByteRange, Key, ListOptions, ListPage, ObjectMeta, ObjectStore, PartReceipt,
+    BackendInfo, ByteRange, ConfigKind, Key, ListOptions, ListPage, ObjectMeta, ObjectStore, PartReceipt,
     PutOptions, StorageError,
 };
 
@@ -43,6 +44,8 @@ pub struct RuntimeOptions {
     pub call_timeout: Duration,
     pub policy: SandboxPolicy,
     pub log_level: LogLevelFilter,
+    /// Extra trusted CA certificates for plugins' https requests.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A loaded plugin: compiled code plus a linker, ready to instantiate.
@@ -57,6 +60,7 @@ pub struct Plugin {
     pub link_time: Duration,
     options: RuntimeOptions,
     info: std::cell::OnceCell<BackendInfo>,
+    outbound: std::sync::Arc<outbound::Outbound>,
 }
 
 impl Plugin {
@@ -90,6 +94,7 @@ impl Plugin {
             pre,
             digest,
             load_path,
+            outbound: outbound::Outbound::new(options.ca_file.clone()),
             options,
             info: Default::default(),
         })
@@ -124,7 +129,7 @@ impl Plugin {
     pub async fn open(
         &self,
         prefix: &str,
-        config: impl FnOnce(&BackendInfo) -> PluginConfig,
+        config: impl FnOnce(&BackendInfo) -> Result<PluginConfig, StorageError>,
     ) -> Result<PluginStore<'_>, StorageError> {
         // info and plan both run in one instance without grants.
         let mut planner = self.instantiate(&Grants::default(), "plugin").await?;
@@ -144,7 +149,7 @@ impl Plugin {
                     .join(", ")
             )));
         }
-        let config = config(&info);
+        let config = config(&info)?;
         let grants = {
             let plain = config.plain.clone();
             let prefix = &prefix.to_string();
@@ -179,7 +184,21 @@ impl Plugin {
             config,
             live: None,
         };
-        store.live().await?;
+        let timeout = self.options.call_timeout;
+        let (instance, handle) = store.live().await?;
+        let handle = *handle;
+        let effective = instance
+            .call(timeout, "features", async |b, s| {
+                Ok(Ok(b
+                    .walship_storage_backend()
+                    .store()
+                    .call_features(s, handle)
+                    .await?))
+            })
+            .await?;
+        // A configuration can take capabilities away, never add ones the
+        // plugin did not declare.
+        store.info.features = store.info.features.intersect(convert::features(effective));
         Ok(store)
     }
 
@@ -195,6 +214,7 @@ impl Plugin {
                 policy: self.options.policy.clone(),
                 timeouts: Default::default(),
                 plugin_name: name.to_string(),
+                outbound: self.outbound.clone(),
             },
             memory: MemoryLimiter {
                 max_bytes: self.options.memory_limit_bytes,
@@ -266,21 +286,55 @@ impl std::fmt::Debug for PluginConfig {
 }
 
 impl PluginConfig {
-    /// Picks exactly the settings the plugin declared, from `lookup`.
-    pub fn gather(info: &BackendInfo, lookup: impl Fn(&str) -> Option<String>) -> Self {
+    /// Picks exactly the settings the plugin declared, from `lookup`. A
+    /// `secret-file` setting is replaced by the contents of the file it names
+    /// (read now: platforms rotate such tokens).
+    pub fn gather(
+        info: &BackendInfo,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, StorageError> {
         let mut config = Self::default();
         for key in &info.config_keys {
-            if let Some(value) = lookup(&key.name) {
-                let bucket = if key.secret {
-                    &mut config.secrets
-                } else {
-                    &mut config.plain
-                };
-                bucket.push((key.name.clone(), value));
+            let Some(value) = lookup(&key.name) else {
+                continue;
+            };
+            match key.kind {
+                ConfigKind::Plain => config.plain.push((key.name.clone(), value)),
+                ConfigKind::Secret => config.secrets.push((key.name.clone(), value)),
+                ConfigKind::SecretFile => {
+                    let contents = read_secret_file(&key.name, Path::new(&value))?;
+                    config.secrets.push((key.name.clone(), contents));
+                }
             }
         }
-        config
+        Ok(config)
     }
+}
+
+/// Largest secret file handed over (tokens are a few KiB).
+const MAX_SECRET_FILE: u64 = 64 << 10;
+
+fn read_secret_file(setting: &str, path: &Path) -> Result<String, StorageError> {
+    use std::io::Read;
+    let fail = |why: String| {
+        StorageError::InvalidConfig(format!("{setting}={}: {why}", path.display()))
+    };
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| fail(format!("cannot read it as text: {e}")))?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(fail(format!(
+            "larger than {} KiB; is this the right file?",
+            MAX_SECRET_FILE >> 10
+        )));
+    }
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        return Err(fail("the file is empty".into()));
+    }
+    Ok(text)
 }
 
 struct Instance {
@@ -394,6 +448,18 @@ macro_rules! store_call {
 impl ObjectStore for PluginStore<'_> {
     fn info(&self) -> &BackendInfo {
         &self.info
+    }
+
+    /// A second instance of the plugin, opened the same way when first used.
+    fn worker(&self) -> Option<Self> {
+        Some(PluginStore {
+            plugin: self.plugin,
+            info: self.info.clone(),
+            grants: self.grants.clone(),
+            prefix: self.prefix.clone(),
+            config: self.config.clone(),
+            live: None,
+        })
     }
 
     async fn head(&mut self, key: &Key) -> Result<ObjectMeta, StorageError> {
@@ -546,6 +612,7 @@ mod tests {
             call_timeout: Duration::from_secs(2),
             policy: SandboxPolicy::default(),
             log_level: LogLevelFilter::Error,
+            ca_file: None,
         }
     }
 
@@ -558,7 +625,7 @@ mod tests {
         let plugin = Plugin::load(&hostile_plugin(), options()).unwrap();
         let prefix = format!("hostile://{}", dir.display());
         let mut store = plugin
-            .open(&prefix, |_| PluginConfig::default())
+            .open(&prefix, |_| Ok(PluginConfig::default()))
             .await
             .unwrap();
         let put = PutOptions::overwrite();

@@ -9,6 +9,8 @@ use std::time::Duration;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 use wasmtime_wasi_http::{WasiBody, WasiHttpHooks};
 
+use super::outbound::Sent;
+
 /// A network endpoint (scheme, host, port).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -163,16 +165,10 @@ pub struct NetworkGate {
     pub policy: SandboxPolicy,
     pub timeouts: HttpTimeouts,
     pub plugin_name: String,
+    pub outbound: std::sync::Arc<super::outbound::Outbound>,
 }
 
-type ResponseFuture = Box<
-    dyn Future<
-            Output = wasmtime_wasi_http::Result<(
-                http::Response<WasiBody>,
-                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-            )>,
-        > + Send,
->;
+type ResponseFuture = Box<dyn Future<Output = wasmtime_wasi_http::Result<Sent>> + Send>;
 
 impl NetworkGate {
     fn permits(&self, uri: &http::Uri) -> bool {
@@ -205,21 +201,16 @@ impl WasiHttpHooks for NetworkGate {
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
+        // The guest may ask for shorter timeouts, never longer ones.
         let t = self.timeouts;
-        let mut options = options.unwrap_or_default();
-        let cap = |asked: Option<Duration>, max: Duration| Some(asked.map_or(max, |a| a.min(max)));
-        options.connect_timeout = cap(options.connect_timeout, t.connect);
-        options.first_byte_timeout = cap(options.first_byte_timeout, t.first_byte);
-        options.between_bytes_timeout = cap(options.between_bytes_timeout, t.between_bytes);
-        Box::new(async move {
-            use http_body_util::BodyExt;
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
-        })
+        let options = options.unwrap_or_default();
+        let cap = |asked: Option<Duration>, max: Duration| asked.map_or(max, |a| a.min(max));
+        let timeouts = HttpTimeouts {
+            connect: cap(options.connect_timeout, t.connect),
+            first_byte: cap(options.first_byte_timeout, t.first_byte),
+            between_bytes: cap(options.between_bytes_timeout, t.between_bytes),
+        };
+        Box::new(self.outbound.clone().send(request, timeouts))
     }
 }
 

@@ -32,7 +32,7 @@ wit_bindgen::generate!({ world: "storage-plugin", path: "../../wit" });
 
 use exports::walship::storage::backend::{Guest, GuestStore, Store};
 use walship::storage::types::{
-    BackendInfo, ByteRange, DeleteFailure, DirectoryGrant, Error, GetResult, Grants, ListOptions,
+    BackendInfo, ByteRange, DeleteFailure, DirectoryGrant, Error, Features, GetResult, Grants, ListOptions,
     ListPage, ObjectMeta, PartReceipt, PutOptions,
 };
 
@@ -68,6 +68,11 @@ impl GuestStore for FsStore {
         let store = FsStore::open(&prefix)?;
         host_log::debug(&format!("fs store opened at {}", store.root().display()));
         Ok(Store::new(store))
+    }
+
+    fn features(&self) -> Features {
+        // Nothing in an fs configuration takes a capability away.
+        info::info().features
     }
 
     fn head(&self, key: String) -> Result<ObjectMeta, Error> {

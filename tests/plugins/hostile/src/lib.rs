@@ -101,6 +101,10 @@ impl GuestStore for PlainStore {
         Err(outcome)
     }
 
+    fn features(&self) -> Features {
+        Plugin::info().features
+    }
+
     fn head(&self, key: String) -> Result<ObjectMeta, Error> {
         PlainStore::head(self, &key)
     }

@@ -1,0 +1,285 @@
+//! Sends the HTTP requests plugins make, once the gate has let them through.
+//!
+//! The host does TLS for plugins, so trust is the operator's to configure:
+//! the bundled Mozilla roots plus, if set, a CA file (`WALSHIP_CA_FILE`,
+//! WAL-G's `WALG_S3_CA_CERT_FILE`) for private object stores and TLS fronts
+//! with their own CA. wasmtime-wasi-http's default sender only knows the
+//! bundled roots, hence this module.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+
+use super::sandbox::HttpTimeouts;
+
+/// What the response future resolves to: the response, and a future that
+/// reports how sending the request body ended.
+pub type Sent = (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+);
+
+/// The process's outbound HTTP client. Cheap to share; the TLS
+/// configuration is built on the first https request only, so plain-http
+/// and filesystem runs never pay for parsing root certificates.
+#[derive(Debug)]
+pub struct Outbound {
+    ca_file: Option<PathBuf>,
+    tls: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
+}
+
+impl Outbound {
+    pub fn new(ca_file: Option<PathBuf>) -> Arc<Self> {
+        Arc::new(Self {
+            ca_file,
+            tls: OnceLock::new(),
+        })
+    }
+
+    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        self.tls
+            .get_or_init(|| tls_config(self.ca_file.as_deref()).map(Arc::new))
+            .clone()
+    }
+
+    /// Sends `request` to the authority in its URI, within `timeouts`.
+    pub async fn send(
+        self: Arc<Self>,
+        mut request: http::Request<WasiBody>,
+        timeouts: HttpTimeouts,
+    ) -> Result<Sent, HttpError> {
+        let uri = request.uri().clone();
+        let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?;
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        // An IPv6 literal arrives bracketed; connect wants it bare.
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+
+        let tcp = match tokio::time::timeout(
+            timeouts.connect,
+            TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        {
+            Err(_) => return Err(HttpError::ConnectionTimeout),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(HttpError::ConnectionRefused);
+            }
+            Ok(Err(e)) => return Err(HttpError::Connect(e)),
+            Ok(Ok(s)) => s,
+        };
+        let _ = tcp.set_nodelay(true);
+
+        // The request line carries only path and query (no proxy here).
+        *request.uri_mut() = http::Uri::builder()
+            .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .build()
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+
+        if tls {
+            let config = self.tls_config().map_err(|why| {
+                crate::logging::log_line(crate::logging::LogLevelFilter::Error, &why);
+                HttpError::ConfigurationError
+            })?;
+            let name = server_name(&host)?;
+            let stream = tokio::time::timeout(
+                timeouts.connect,
+                tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+            )
+            .await
+            .map_err(|_| HttpError::ConnectionTimeout)?
+            .map_err(tls_error)?;
+            exchange(stream, request, timeouts).await
+        } else {
+            exchange(tcp, request, timeouts).await
+        }
+    }
+}
+
+/// One request on a fresh HTTP/1.1 connection.
+async fn exchange<S>(
+    stream: S,
+    request: http::Request<WasiBody>,
+    timeouts: HttpTimeouts,
+) -> Result<Sent, HttpError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sender, connection) = tokio::time::timeout(
+        timeouts.connect,
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
+    )
+    .await
+    .map_err(|_| HttpError::ConnectionTimeout)??;
+    // The connection runs beside us; its outcome (how the request body went)
+    // is what the second half of `Sent` reports.
+    let connection = tokio::spawn(connection);
+    let response = tokio::time::timeout(timeouts.first_byte, sender.send_request(request))
+        .await
+        .map_err(|_| HttpError::ConnectionReadTimeout)??;
+    let response = response.map(|incoming| {
+        BetweenBytes {
+            inner: incoming,
+            limit: timeouts.between_bytes,
+            timer: Box::pin(tokio::time::sleep(timeouts.between_bytes)),
+        }
+        .boxed_unsync()
+    });
+    let io = async move {
+        match connection.await {
+            Ok(result) => result.map_err(HttpError::from),
+            Err(_) => Err(HttpError::InternalError(Some(
+                "HTTP connection task ended abnormally".into(),
+            ))),
+        }
+    };
+    Ok((response, Box::new(io)))
+}
+
+/// A response body that fails if the server goes quiet for too long.
+struct BetweenBytes {
+    inner: hyper::body::Incoming,
+    limit: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for BetweenBytes {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let next = tokio::time::Instant::now() + self.limit;
+                self.timer.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) if e.is_timeout() => {
+                Poll::Ready(Some(Err(HttpError::HttpResponseTimeout)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(HttpError::from(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match self.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn server_name(host: &str) -> Result<rustls::pki_types::ServerName<'static>, HttpError> {
+    use rustls::pki_types::ServerName;
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(ServerName::from(ip));
+    }
+    ServerName::try_from(host.to_string()).map_err(|_| HttpError::HttpRequestUriInvalid)
+}
+
+/// A certificate the configured roots do not vouch for is the common case an
+/// operator must act on; it becomes the guest's `TLS-certificate-error`.
+fn tls_error(e: std::io::Error) -> HttpError {
+    let certificate = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            )
+        });
+    if certificate {
+        crate::logging::log_line(
+            crate::logging::LogLevelFilter::Debug,
+            &format!("TLS certificate rejected: {e}"),
+        );
+        HttpError::TlsCertificateError
+    } else {
+        HttpError::Tls(e)
+    }
+}
+
+/// The bundled Mozilla roots, plus every certificate in `ca_file`.
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = ca_file {
+        let certs = read_ca_file(path)?;
+        let (added, _ignored) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(format!(
+                "CA file {} holds no usable certificate (WALSHIP_CA_FILE / WALG_S3_CA_CERT_FILE)",
+                path.display()
+            ));
+        }
+    }
+    Ok(rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+fn read_ca_file(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let why = |e: &dyn std::fmt::Display| {
+        format!(
+            "cannot read CA file {} (WALSHIP_CA_FILE / WALG_S3_CA_CERT_FILE): {e}",
+            path.display()
+        )
+    };
+    let pem = std::fs::read(path).map_err(|e| why(&e))?;
+    CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| why(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_or_empty_ca_file_is_a_clear_error() {
+        let err = tls_config(Some(Path::new("/nonexistent/ca.pem"))).unwrap_err();
+        assert!(err.contains("cannot read CA file /nonexistent/ca.pem"), "{err}");
+        let dir = std::env::temp_dir().join(format!("walship-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = tls_config(Some(&empty)).unwrap_err();
+        assert!(err.contains("no usable certificate"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bundled_roots_alone_build() {
+        assert!(tls_config(None).is_ok());
+    }
+
+    #[test]
+    fn server_names_accept_ips_and_dns_names() {
+        assert!(server_name("127.0.0.1").is_ok());
+        assert!(server_name("::1").is_ok());
+        assert!(server_name("s3.eu-west-1.amazonaws.com").is_ok());
+        assert!(server_name("bad name").is_err());
+    }
+}
