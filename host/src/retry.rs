@@ -185,7 +185,10 @@ mod tests {
         for (attempt, wait) in w[..3].iter().enumerate() {
             let exp = Duration::from_millis(200 << attempt);
             let wait = wait.expect("retried");
-            assert!(wait >= exp / 2 && wait <= exp, "attempt {attempt}: {wait:?}");
+            assert!(
+                wait >= exp / 2 && wait <= exp,
+                "attempt {attempt}: {wait:?}"
+            );
         }
         // Jitter: many draws are not all the same.
         let r = Retrying {

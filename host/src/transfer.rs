@@ -299,16 +299,20 @@ mod tests {
         ) -> Result<ObjectMeta, StorageError> {
             Ok(meta())
         }
-        async fn list_page(&mut self, _: &ListOptions) -> Result<crate::storage::ListPage, StorageError> {
-            unreachable!()
-        }
-        async fn delete(
+        async fn list_page(
             &mut self,
-            _: &[Key],
-        ) -> Result<Vec<(String, StorageError)>, StorageError> {
+            _: &ListOptions,
+        ) -> Result<crate::storage::ListPage, StorageError> {
             unreachable!()
         }
-        async fn start_multipart(&mut self, _: &Key, _: &PutOptions) -> Result<String, StorageError> {
+        async fn delete(&mut self, _: &[Key]) -> Result<Vec<(String, StorageError)>, StorageError> {
+            unreachable!()
+        }
+        async fn start_multipart(
+            &mut self,
+            _: &Key,
+            _: &PutOptions,
+        ) -> Result<String, StorageError> {
             Ok("upload-1".into())
         }
         async fn put_part(
@@ -363,7 +367,10 @@ mod tests {
             .unwrap();
         let log = store.log.borrow();
         assert_eq!(log.completed.as_deref(), Some(&[1, 2, 3, 4, 5, 6][..]));
-        assert_eq!(log.max_in_flight, PART_CONCURRENCY, "parts in flight at once");
+        assert_eq!(
+            log.max_in_flight, PART_CONCURRENCY,
+            "parts in flight at once"
+        );
         let sent: usize = log.parts.iter().map(|(_, n)| n).sum();
         assert_eq!(sent, data.len());
         assert!(!log.aborted);

@@ -29,8 +29,8 @@ use state::{MemoryLimiter, PluginState};
 
 use crate::logging::LogLevelFilter;
 use crate::storage::{
-    BackendInfo, ByteRange, ConfigKind, Key, ListOptions, ListPage, ObjectMeta, ObjectStore, PartReceipt,
-    PutOptions, StorageError,
+    BackendInfo, ByteRange, ConfigKind, Key, ListOptions, ListPage, ObjectMeta, ObjectStore,
+    PartReceipt, PutOptions, StorageError,
 };
 
 /// Limits and knobs of the runtime, resolved from settings.
@@ -316,9 +316,8 @@ const MAX_SECRET_FILE: u64 = 64 << 10;
 
 fn read_secret_file(setting: &str, path: &Path) -> Result<String, StorageError> {
     use std::io::Read;
-    let fail = |why: String| {
-        StorageError::InvalidConfig(format!("{setting}={}: {why}", path.display()))
-    };
+    let fail =
+        |why: String| StorageError::InvalidConfig(format!("{setting}={}: {why}", path.display()));
     let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
     let mut text = String::new();
     file.take(MAX_SECRET_FILE + 1)

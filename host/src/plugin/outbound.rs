@@ -62,21 +62,22 @@ impl Outbound {
         let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?;
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         // An IPv6 literal arrives bracketed; connect wants it bare.
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
 
-        let tcp = match tokio::time::timeout(
-            timeouts.connect,
-            TcpStream::connect((host.as_str(), port)),
-        )
-        .await
-        {
-            Err(_) => return Err(HttpError::ConnectionTimeout),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err(HttpError::ConnectionRefused);
-            }
-            Ok(Err(e)) => return Err(HttpError::Connect(e)),
-            Ok(Ok(s)) => s,
-        };
+        let tcp =
+            match tokio::time::timeout(timeouts.connect, TcpStream::connect((host.as_str(), port)))
+                .await
+            {
+                Err(_) => return Err(HttpError::ConnectionTimeout),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Err(HttpError::ConnectionRefused);
+                }
+                Ok(Err(e)) => return Err(HttpError::Connect(e)),
+                Ok(Ok(s)) => s,
+            };
         let _ = tcp.set_nodelay(true);
 
         // The request line carries only path and query (no proxy here).
@@ -260,7 +261,10 @@ mod tests {
     #[test]
     fn a_missing_or_empty_ca_file_is_a_clear_error() {
         let err = tls_config(Some(Path::new("/nonexistent/ca.pem"))).unwrap_err();
-        assert!(err.contains("cannot read CA file /nonexistent/ca.pem"), "{err}");
+        assert!(
+            err.contains("cannot read CA file /nonexistent/ca.pem"),
+            "{err}"
+        );
         let dir = std::env::temp_dir().join(format!("walship-ca-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");

@@ -32,8 +32,8 @@ wit_bindgen::generate!({ world: "storage-plugin", path: "../../wit" });
 
 use exports::walship::storage::backend::{Guest, GuestStore, Store};
 use walship::storage::types::{
-    BackendInfo, ByteRange, DeleteFailure, DirectoryGrant, Error, Features, GetResult, Grants, ListOptions,
-    ListPage, ObjectMeta, PartReceipt, PutOptions,
+    BackendInfo, ByteRange, DeleteFailure, DirectoryGrant, Error, Features, GetResult, Grants,
+    ListOptions, ListPage, ObjectMeta, PartReceipt, PutOptions,
 };
 
 use crate::store::FsStore;
