@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// (crate, file name in dist/lib/walship/plugins)
-const BUNDLED_PLUGINS: &[(&str, &str)] = &[("walship-plugin-fs", "fs.wasm")];
+const BUNDLED_PLUGINS: &[(&str, &str)] = &[
+    ("walship-plugin-fs", "fs.wasm"),
+    ("walship-plugin-s3", "s3.wasm"),
+];
 /// Plugins only the tests use; never shipped.
 const TEST_PLUGINS: &[(&str, &str)] = &[("walship-test-plugin-hostile", "hostile.wasm")];
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -112,6 +115,10 @@ const NATIVE_SET: &[&str] = &[
     "walship-test-plugin-hostile",
     "--exclude",
     "walship-plugin-fs",
+    "--exclude",
+    "walship-plugin-s3",
+    "--exclude",
+    "walship-guest-http",
 ];
 
 fn dist() -> Result<(), String> {
