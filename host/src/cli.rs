@@ -99,6 +99,25 @@ pub enum PluginCommand {
         #[arg(value_name = "PLUGIN")]
         file_or_scheme: String,
     },
+    /// Run the conformance suite against a plugin and the service the prefix names
+    /// (works under a fresh sub-prefix and deletes it afterwards)
+    Test {
+        /// A plugin file, or a scheme (file, s3, ...) to test the plugin serving it
+        #[arg(value_name = "PLUGIN")]
+        file_or_scheme: String,
+        /// human (a table) or json
+        #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
+        format: ReportFormat,
+        /// Keep the objects the suite wrote (to debug a plugin)
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Human,
+    Json,
 }
 
 #[cfg(test)]
@@ -114,6 +133,9 @@ mod tests {
         for args in [
             &["walship", "--prefix", "file:///a", "st", "ls", "wal/"][..],
             &["walship", "--plugin", "x.wasm", "plugin", "inspect", "file"],
+            &[
+                "walship", "plugin", "test", "s3", "--format", "json", "--keep",
+            ],
             &[
                 "walship",
                 "wal-fetch",

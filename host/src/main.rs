@@ -7,6 +7,7 @@
 mod archive;
 mod cli;
 mod commands;
+mod conformance;
 mod identity;
 mod logging;
 mod object_format;
@@ -108,6 +109,11 @@ async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
         Command::Plugin(PluginCommand::Inspect {
             file_or_scheme: plugin,
         }) => commands::plugin_inspect::run(ctx, plugin).await,
+        Command::Plugin(PluginCommand::Test {
+            file_or_scheme: plugin,
+            format,
+            keep,
+        }) => commands::plugin_test::run(ctx, plugin, *format, *keep).await,
     }
 }
 

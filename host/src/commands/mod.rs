@@ -2,6 +2,7 @@
 //! carries the exit code PostgreSQL must see and a one-line reason.
 
 pub mod plugin_inspect;
+pub mod plugin_test;
 pub mod storage_ops;
 pub mod wal_fetch;
 pub mod wal_push;

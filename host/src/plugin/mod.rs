@@ -399,6 +399,24 @@ pub struct PluginStore<'p> {
 }
 
 impl PluginStore<'_> {
+    /// What the sandbox grants this store.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    /// The same store opened in an instance with no grants at all: for the
+    /// conformance suite, to check from outside that the sandbox holds.
+    pub fn without_grants(&self) -> Self {
+        PluginStore {
+            plugin: self.plugin,
+            info: self.info.clone(),
+            grants: Grants::default(),
+            prefix: self.prefix.clone(),
+            config: self.config.clone(),
+            live: None,
+        }
+    }
+
     async fn live(&mut self) -> Result<&mut (Instance, ResourceAny), StorageError> {
         if self.live.is_none() {
             let mut instance = self

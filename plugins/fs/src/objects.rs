@@ -85,8 +85,13 @@ impl FsStore {
         }
         // One fsync per directory, not per key, makes the removals durable.
         // They are done whatever it says, so a failure is logged, not returned.
+        // A directory pruned by a later key of the same batch is gone; its
+        // removal is made durable by the fsync of the ancestor where that
+        // later prune stopped, which is in the set too.
         for dir in changed_dirs {
-            if let Err(err) = sync_dir(&dir) {
+            if let Err(err) = sync_dir(&dir)
+                && !is_missing(&err)
+            {
                 host_log::warn(&format!(
                     "delete: fsync of directory {} failed: {err}",
                     dir.display()

@@ -1,0 +1,49 @@
+//! `walship plugin test <file|scheme>`: the conformance suite against a plugin
+//! and the service the configured prefix names.
+
+use std::path::PathBuf;
+
+use super::{Context, EXIT_FAILURE, Failure};
+use crate::cli::ReportFormat;
+use crate::conformance::{self, SuiteOptions};
+use crate::plugin::Plugin;
+
+pub async fn run(
+    ctx: &Context,
+    plugin: &str,
+    format: ReportFormat,
+    keep: bool,
+) -> Result<(), Failure> {
+    let fail = |m: String| Failure::new(EXIT_FAILURE, format!("plugin test {plugin}: {m}"));
+    let path = if plugin.ends_with(".wasm") || plugin.contains('/') {
+        PathBuf::from(plugin)
+    } else {
+        super::plugin_path(&ctx.settings, plugin).map_err(|e| fail(format!("{e:#}")))?
+    };
+    let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
+    let loaded = Plugin::load(&path, ctx.runtime_options()).map_err(|e| fail(format!("{e:#}")))?;
+    let options = SuiteOptions {
+        base_prefix: prefix.to_string(),
+        keep,
+    };
+    let report = conformance::run(&loaded, |info| ctx.plugin_config(info), &options)
+        .await
+        .map_err(|e| fail(format!("cannot start: {e}")))?;
+    match format {
+        ReportFormat::Human => print!("{}", report.human()),
+        ReportFormat::Json => println!("{}", report.json()),
+    }
+    match report.failed() {
+        0 => Ok(()),
+        n => Err(fail(format!(
+            "{n} check(s) failed: {}",
+            report
+                .checks
+                .iter()
+                .filter(|c| matches!(c.outcome, conformance::Outcome::Failed(_)))
+                .map(|c| c.name)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))),
+    }
+}
