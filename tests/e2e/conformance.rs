@@ -69,3 +69,57 @@ fn walkdir_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A plugin that breaks one rule on request (tests/plugins/broken) fails the
+/// suite, and the failure names the broken rule; unbroken, it passes.
+#[test]
+fn a_broken_plugin_fails_with_the_rule_it_broke() {
+    let plugin = walship_e2e::walship::test_plugin("broken");
+    let cases = [
+        ("", None),
+        (
+            "missing-key-error",
+            Some("errors: a missing key is not-found (head, get)"),
+        ),
+        (
+            "create-overwrites",
+            Some("create-only: a second create is already-exists, the first object kept"),
+        ),
+        (
+            "list-skips",
+            Some("list: pages hold every key once, in byte order, none skipped"),
+        ),
+    ];
+    for (rule, broken) in cases {
+        let scratch = Scratch::new("conformance-broken");
+        let run = Walship::new()
+            .arg("--prefix")
+            .arg(format!("broken://{}", scratch.dir("store").display()))
+            .arg("--cache-dir")
+            .arg(scratch.dir("cache"))
+            .env("BROKEN_RULE", rule)
+            .args(["plugin", "test"])
+            .arg(&plugin)
+            .run();
+        match broken {
+            None => {
+                assert!(run.success(), "unbroken, the plugin passes:\n{run}");
+                assert!(run.out().contains("failed 0"), "{run}");
+            }
+            Some(check) => {
+                assert_eq!(run.exit_code(), 1, "BROKEN_RULE={rule}:\n{run}");
+                let failed_line = run
+                    .out()
+                    .lines()
+                    .find(|l| l.contains('✗') && l.contains(check));
+                assert!(
+                    failed_line.is_some(),
+                    "BROKEN_RULE={rule}: {check} not failed:\n{run}"
+                );
+                // The one-line error names the failed rule too.
+                let last = run.stderr_lines().last().copied().unwrap_or_default();
+                assert!(last.contains(check), "BROKEN_RULE={rule}: {last}");
+            }
+        }
+    }
+}

@@ -49,14 +49,19 @@ pub fn walship_bin() -> &'static Path {
 /// The hostile test plugin: `$WALSHIP_TEST_PLUGINS/hostile.wasm`, else
 /// `<workspace>/target/test-plugins/hostile.wasm` (where `cargo xtask dist` puts it).
 pub fn hostile_plugin() -> PathBuf {
+    test_plugin("hostile")
+}
+
+/// A test plugin (`hostile`, `broken`) as `cargo xtask dist` lays them out.
+pub fn test_plugin(name: &str) -> PathBuf {
     let dir = match std::env::var_os("WALSHIP_TEST_PLUGINS") {
         Some(dir) => PathBuf::from(dir),
         None => workspace_root().join("target/test-plugins"),
     };
-    let plugin = dir.join("hostile.wasm");
+    let plugin = dir.join(format!("{name}.wasm"));
     assert!(
         plugin.is_file(),
-        "the hostile test plugin is not built: run `cargo xtask dist` first (or `cargo xtask test`) \
+        "the {name} test plugin is not built: run `cargo xtask dist` first (or `cargo xtask test`) \
          (looked for {})",
         plugin.display()
     );
