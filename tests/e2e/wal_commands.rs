@@ -32,7 +32,7 @@ struct Setup {
 impl Setup {
     fn new(label: &str) -> Setup {
         let scratch = Scratch::new(label);
-        let cluster = cluster_with_segments(&scratch, "pg", 3);
+        let cluster = Cluster::with_finished_segments(&scratch, "pg", 3);
         let segments = cluster.wal_segments()[..3].to_vec();
         let archive = WalshipArchive::file(&scratch, "archive");
         Setup {
@@ -69,20 +69,6 @@ impl Setup {
     fn object(&self, name: &str) -> PathBuf {
         self.archive.object_path(&format!("wal/{name}"))
     }
-}
-
-/// A cluster `name` that wrote a little data and finished `switches`
-/// segments, kept in pg_wal (`wal_keep_size`); stopped again.
-fn cluster_with_segments(scratch: &Scratch, name: &str, switches: usize) -> Cluster {
-    let mut cluster = Cluster::init(scratch, name);
-    cluster.set("wal_keep_size", "1GB");
-    cluster.start();
-    cluster.psql("create table t (x int); insert into t select generate_series(1, 10000)");
-    for _ in 0..switches {
-        cluster.switch_wal();
-    }
-    cluster.stop();
-    cluster
 }
 
 fn read(path: &Path) -> Vec<u8> {
@@ -385,7 +371,7 @@ fn another_cluster_cannot_push_or_fetch_here() {
     let stored = read(&s.object(&s.segments[0]));
     let keys_before = s.archive.list("");
 
-    let other = cluster_with_segments(&s.scratch, "other", 3);
+    let other = Cluster::with_finished_segments(&s.scratch, "other", 3);
     assert_ne!(other.system_identifier(), s.cluster.system_identifier());
     let other_walship = s.archive.walship().cwd(other.data_dir());
     let others = other.wal_segments();

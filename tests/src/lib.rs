@@ -9,6 +9,8 @@
 //! - [`archive`]: what PostgreSQL runs to archive and restore (walship at a
 //!   prefix, or a `cp` stand-in).
 //! - [`pitr`]: the archive-and-recover scenario, run once per backend.
+//! - [`emulators`]: local S3 stand-ins (s3s-fs, moto, a TLS front) a test
+//!   starts and stops itself.
 //!
 //! The suites are in `e2e/`: `cargo xtask dist`, then
 //! `cargo test -p walship-e2e --release`. They need PostgreSQL server binaries
@@ -20,11 +22,15 @@
 //! | `WALSHIP_TEST_PLUGINS` | directory of `hostile.wasm` (default `<workspace>/dist/test-plugins`) |
 //! | `WALSHIP_E2E_PG_BIN` | PostgreSQL's bin directory (default Debian's PostgreSQL 15) |
 //! | `WALSHIP_E2E_KEEP` | keep the scratch directories (data, logs, archive) |
+//! | `WALSHIP_TEST_S3S_FS` | the s3s-fs binary (default: `.ci/install-test-tools`'s cache) |
+//! | `WALSHIP_TEST_MOTO` | moto's venv (default: `.ci/install-test-tools`'s cache) |
 //!
-//! Other `WALSHIP_*`, `WALG_*` and `WALE_*` variables of the calling shell are
-//! removed from every child process, so they cannot change what is tested.
+//! Other `WALSHIP_*`, `WALG_*`, `WALE_*` and `AWS_*` variables of the calling
+//! shell are removed from every child process, so they cannot change what is
+//! tested.
 
 pub mod archive;
+pub mod emulators;
 pub mod pg;
 pub mod pitr;
 pub mod process;

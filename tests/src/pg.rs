@@ -153,6 +153,21 @@ impl Cluster {
         cluster
     }
 
+    /// A stopped cluster `name` that wrote a little data and finished
+    /// `switches` segments, kept in pg_wal (`wal_keep_size`): material for
+    /// calling `wal-push` by hand, from a data directory with pg_control.
+    pub fn with_finished_segments(scratch: &Scratch, name: &str, switches: usize) -> Cluster {
+        let mut cluster = Cluster::init(scratch, name);
+        cluster.set("wal_keep_size", "1GB");
+        cluster.start();
+        cluster.psql("create table t (x int); insert into t select generate_series(1, 10000)");
+        for _ in 0..switches {
+            cluster.switch_wal();
+        }
+        cluster.stop();
+        cluster
+    }
+
     /// A new, stopped cluster whose data directory is a copy of `backup` (a
     /// directory made by [`Cluster::basebackup`]), with the harness's default
     /// settings (archiving off; no recovery settings). Add `recovery.signal`

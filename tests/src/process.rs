@@ -21,9 +21,11 @@ use std::time::{Duration, Instant};
 pub const POSTGRES_USER: &str = "postgres";
 
 /// Environment variables that configure walship (or WAL-G, whose names walship
-/// accepts). They are removed from every child so that a developer's shell
-/// cannot leak settings into a test; each test sets what it means.
-const SCRUBBED_PREFIXES: &[&str] = &["WALSHIP_", "WALG_", "WALE_"];
+/// accepts), and the AWS SDK settings the S3 plugin reads (a developer's
+/// `AWS_PROFILE` or `AWS_CA_BUNDLE`). They are removed from every child so that
+/// a developer's shell cannot leak settings into a test; each test sets what
+/// it means.
+const SCRUBBED_PREFIXES: &[&str] = &["WALSHIP_", "WALG_", "WALE_", "AWS_"];
 
 /// Who a child process runs as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,7 +269,7 @@ fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
     })
 }
 
-fn kill_group(pgid: u32) {
+pub(crate) fn kill_group(pgid: u32) {
     let _ = Command::new("kill")
         .args(["-KILL", "--", &format!("-{pgid}")])
         .stdout(Stdio::null())
