@@ -25,9 +25,10 @@ const FORBIDDEN: &[&str] = &[
 /// The `(name, value)` pairs to send with a body of `body_len` bytes.
 ///
 /// `Content-Length` always comes from the body actually sent: wasi:http does
-/// not add one, and without it the request goes out chunked, which S3 answers
-/// with 411 for PUT and POST. PUT, POST and PATCH get `Content-Length: 0` when
-/// empty, as HTTP asks for methods that carry content.
+/// not add one, and without it the host's client sends the request chunked,
+/// which S3 answers with 411 (PUT, POST, and DELETE: even an empty body goes
+/// out chunked for methods other than GET and HEAD). So every request but a
+/// bodiless GET, HEAD, OPTIONS or TRACE states its length, 0 included.
 pub(crate) fn outgoing(
     method: &Method,
     headers: &HeaderMap,
@@ -40,7 +41,11 @@ pub(crate) fn outgoing(
         })
         .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
         .collect();
-    if body_len > 0 || matches!(*method, Method::PUT | Method::POST | Method::PATCH) {
+    let bodiless = matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
+    if body_len > 0 || !bodiless {
         out.push((
             http::header::CONTENT_LENGTH.as_str().to_string(),
             body_len.to_string().into_bytes(),
@@ -72,28 +77,17 @@ mod tests {
     }
 
     #[test]
-    fn empty_bodies_get_a_length_only_where_content_is_expected() {
+    fn empty_bodies_state_their_length_unless_get_or_head() {
         let headers = HeaderMap::new();
-        assert_eq!(
-            value(&outgoing(&Method::POST, &headers, 0), "content-length"),
-            Some(&b"0"[..])
-        );
-        assert_eq!(
-            value(&outgoing(&Method::PUT, &headers, 0), "content-length"),
-            Some(&b"0"[..])
-        );
-        assert_eq!(
-            value(&outgoing(&Method::GET, &headers, 0), "content-length"),
-            None
-        );
-        assert_eq!(
-            value(&outgoing(&Method::DELETE, &headers, 0), "content-length"),
-            None
-        );
-        assert_eq!(
-            value(&outgoing(&Method::DELETE, &headers, 3), "content-length"),
-            Some(&b"3"[..])
-        );
+        let length = |method: Method, len| {
+            value(&outgoing(&method, &headers, len), "content-length").map(<[u8]>::to_vec)
+        };
+        for method in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+            assert_eq!(length(method.clone(), 0), Some(b"0".to_vec()), "{method}");
+        }
+        assert_eq!(length(Method::GET, 0), None);
+        assert_eq!(length(Method::HEAD, 0), None);
+        assert_eq!(length(Method::DELETE, 3), Some(b"3".to_vec()));
     }
 
     #[test]

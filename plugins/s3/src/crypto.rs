@@ -3,8 +3,11 @@
 //! object_store's own providers (aws-lc-rs, ring) are C and assembly that do
 //! not build for wasm32-wasip2. S3 needs only these two primitives: SigV4
 //! signatures and the payload and `x-amz-checksum-sha256` digests.
+//!
+//! HMAC is RFC 2104 over `sha2`, written out: the `hmac` crate would turn on
+//! a `digest` feature that the host's `sha2` then gets too, and every
+//! `cargo xtask test` would build the host's dependencies twice.
 
-use hmac::{Hmac, KeyInit, Mac};
 use object_store::client::{
     CryptoProvider, DigestAlgorithm, DigestContext, HmacContext, Signer, SigningAlgorithm,
 };
@@ -30,15 +33,7 @@ impl CryptoProvider for RustCrypto {
         secret: &[u8],
     ) -> object_store::Result<Box<dyn HmacContext>> {
         match algorithm {
-            DigestAlgorithm::Sha256 => {
-                // HMAC takes keys of any length; this cannot fail.
-                let mac = Hmac::<Sha256>::new_from_slice(secret)
-                    .map_err(|e| unsupported(format!("HMAC key: {e}")))?;
-                Ok(Box::new(HmacSha256Context {
-                    state: Some(mac),
-                    out: Vec::new(),
-                }))
-            }
+            DigestAlgorithm::Sha256 => Ok(Box::new(HmacSha256Context::new(secret))),
             other => Err(unsupported(format!("HMAC with {other:?}"))),
         }
     }
@@ -83,21 +78,47 @@ impl DigestContext for Sha256Context {
     }
 }
 
+/// SHA-256's block size, which HMAC pads keys to.
+const BLOCK: usize = 64;
+
+/// HMAC-SHA256 (RFC 2104): `H((K ^ opad) || H((K ^ ipad) || message))`.
 struct HmacSha256Context {
-    state: Option<Hmac<Sha256>>,
+    inner: Option<Sha256>,
+    outer_key: [u8; BLOCK],
     out: Vec<u8>,
+}
+
+impl HmacSha256Context {
+    fn new(secret: &[u8]) -> Self {
+        let mut key = [0u8; BLOCK];
+        if secret.len() > BLOCK {
+            key[..32].copy_from_slice(&Sha256::digest(secret));
+        } else {
+            key[..secret.len()].copy_from_slice(secret);
+        }
+        let mut inner = Sha256::new();
+        inner.update(key.map(|b| b ^ 0x36));
+        HmacSha256Context {
+            inner: Some(inner),
+            outer_key: key.map(|b| b ^ 0x5c),
+            out: Vec::new(),
+        }
+    }
 }
 
 impl HmacContext for HmacSha256Context {
     fn update(&mut self, data: &[u8]) {
-        if let Some(state) = &mut self.state {
-            state.update(data);
+        if let Some(inner) = &mut self.inner {
+            inner.update(data);
         }
     }
 
     fn finish(&mut self) -> object_store::Result<&[u8]> {
-        if let Some(state) = self.state.take() {
-            self.out = state.finalize().into_bytes().to_vec();
+        if let Some(inner) = self.inner.take() {
+            let mut outer = Sha256::new();
+            outer.update(self.outer_key);
+            outer.update(inner.finalize());
+            self.out = outer.finalize().to_vec();
         }
         Ok(&self.out)
     }
@@ -132,6 +153,29 @@ mod tests {
             hex(ctx.finish().unwrap()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231_case_6_long_key() {
+        let mut ctx = RustCrypto
+            .hmac(DigestAlgorithm::Sha256, &[0xaa; 131])
+            .unwrap();
+        ctx.update(b"Test Using Larger Than Block-Size Key - Hash Key First");
+        assert_eq!(
+            hex(ctx.finish().unwrap()),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231_case_1_and_is_idempotent() {
+        let mut ctx = RustCrypto
+            .hmac(DigestAlgorithm::Sha256, &[0x0b; 20])
+            .unwrap();
+        ctx.update(b"Hi There");
+        let want = "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7";
+        assert_eq!(hex(ctx.finish().unwrap()), want);
+        assert_eq!(hex(ctx.finish().unwrap()), want);
     }
 
     #[test]

@@ -113,7 +113,7 @@ impl S3Store {
         match self.run(self.client.abort_multipart(&path, &id)) {
             Ok(()) => Ok(()),
             Err(failure) if failure.status() == Some(404) => Ok(()),
-            Err(failure) => Err(self.error(&op, failure)),
+            Err(failure) => Err(self.error(&op, *failure)),
         }
     }
 }

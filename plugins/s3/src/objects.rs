@@ -21,7 +21,7 @@ impl S3Store {
         };
         match self.run(self.client.get_opts(&path, options)) {
             Ok(result) => Ok(meta(key, &result.meta)),
-            Err(failure) => Err(self.explain_head_failure(&op, failure)),
+            Err(failure) => Err(self.explain_head_failure(&op, *failure)),
         }
     }
 
@@ -41,7 +41,7 @@ impl S3Store {
             if let Err(probe) = self.run(self.client.get_opts(&path, probe))
                 && probe.reply.as_ref().is_some_and(|r| r.code.is_some())
             {
-                return self.error(op, probe);
+                return self.error(op, *probe);
             }
         }
         self.error(op, failure)
@@ -81,7 +81,7 @@ impl S3Store {
                 whole.data = whole.data[start as usize..end as usize].to_vec();
                 Ok(whole)
             }
-            Err(failure) => Err(self.error(&op, failure)),
+            Err(failure) => Err(self.error(&op, *failure)),
         }
     }
 

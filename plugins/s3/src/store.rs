@@ -161,12 +161,14 @@ impl S3Store {
     pub(crate) fn run<T>(
         &self,
         call: impl Future<Output = object_store::Result<T>>,
-    ) -> Result<T, Failure> {
+    ) -> Result<T, Box<Failure>> {
         self.hooks.reset();
-        self.runtime.block_on(call).map_err(|error| Failure {
-            error,
-            reply: self.hooks.take_failure(),
-            last_status: self.hooks.last_status(),
+        self.runtime.block_on(call).map_err(|error| {
+            Box::new(Failure {
+                error,
+                reply: self.hooks.take_failure(),
+                last_status: self.hooks.last_status(),
+            })
         })
     }
 
@@ -181,7 +183,7 @@ impl S3Store {
         op: &Op<'_>,
         call: impl Future<Output = object_store::Result<T>>,
     ) -> Result<T, Error> {
-        self.run(call).map_err(|failure| self.error(op, failure))
+        self.run(call).map_err(|failure| self.error(op, *failure))
     }
 
     pub(crate) fn block_on<F: Future>(&self, future: F) -> F::Output {

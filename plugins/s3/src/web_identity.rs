@@ -162,11 +162,18 @@ impl fmt::Display for StsError {
                 code,
                 message,
                 ..
-            } => write!(
-                f,
-                "STS at {sts} refused AssumeRoleWithWebIdentity for {role_arn}: HTTP {status} \
-                 {code}: {message}"
-            ),
+            } => {
+                write!(
+                    f,
+                    "STS at {sts} refused AssumeRoleWithWebIdentity for {role_arn}: HTTP {status}"
+                )?;
+                match (code.is_empty(), message.is_empty()) {
+                    (false, false) => write!(f, " {code}: {message}"),
+                    (false, true) => write!(f, " {code}"),
+                    (true, false) => write!(f, ": {message}"),
+                    (true, true) => Ok(()),
+                }
+            }
             StsError::Unreadable { sts, why } => {
                 write!(
                     f,
@@ -227,6 +234,11 @@ impl StsError {
             | "MalformedPolicyDocument" => Error::InvalidConfig(format!(
                 "STS at {sts} refused AssumeRoleWithWebIdentity for AWS_ROLE_ARN={role_arn} \
                  ({code}: {message})"
+            )),
+            // Not an STS at all (an S3-compatible store without one).
+            _ if matches!(*status, 404 | 405 | 501) => Error::InvalidConfig(format!(
+                "{self}; {sts} does not serve AssumeRoleWithWebIdentity: set \
+                 AWS_ENDPOINT_URL_STS to the STS that trusts this web identity"
             )),
             _ if *status == 429 => Error::Throttled(Throttled {
                 message: self.to_string(),
@@ -304,7 +316,7 @@ fn parse_error(body: &[u8]) -> (String, String) {
                 .map(|m| m.split_whitespace().collect::<Vec<_>>().join(" "))
                 .unwrap_or_default(),
         ),
-        None => (String::new(), "no error details".to_string()),
+        None => (String::new(), String::new()),
     }
 }
 
@@ -364,7 +376,10 @@ mod tests {
                 "No OpenIDConnect provider found in your account".to_string()
             )
         );
-        assert_eq!(parse_error(b"gateway timeout").0, "");
+        assert_eq!(
+            parse_error(b"gateway timeout"),
+            (String::new(), String::new())
+        );
     }
 
     fn refused(status: u16, code: &str) -> StsError {
@@ -395,6 +410,10 @@ mod tests {
         assert!(matches!(
             refused(503, "").to_contract(),
             Error::Transient(_)
+        ));
+        assert!(matches!(
+            refused(501, "").to_contract(),
+            Error::InvalidConfig(m) if m.contains("AWS_ENDPOINT_URL_STS")
         ));
         assert!(matches!(
             refused(400, "ValidationError").to_contract(),
