@@ -208,6 +208,11 @@ pub fn from_reply(reply: &S3Reply, op: &Op<'_>, cx: &Context) -> Error {
     let endpoint = &cx.endpoint;
     let said = reply.said();
     let status = reply.status;
+    // Per-key DeleteObjects failures have a code but no status of their own.
+    let http = match status {
+        0 => String::new(),
+        status => format!(": HTTP {status}"),
+    };
     let code = reply.code.as_deref().unwrap_or("");
     let error = match (status, code) {
         (_, "NoSuchBucket") => Error::InvalidConfig(format!(
@@ -281,13 +286,9 @@ pub fn from_reply(reply: &S3Reply, op: &Op<'_>, cx: &Context) -> Error {
             "{endpoint} does not implement what is needed to {verb} {target}{said}"
         )),
         (500.., _) | (_, "InternalError" | "ServiceUnavailable" | "RequestTimeout") => {
-            Error::Transient(format!(
-                "{endpoint} failed to {verb} {target}: HTTP {status}{said}"
-            ))
+            Error::Transient(format!("{endpoint} failed to {verb} {target}{http}{said}"))
         }
-        _ => Error::Other(format!(
-            "{endpoint} refused to {verb} {target}: HTTP {status}{said}"
-        )),
+        _ => Error::Other(format!("{endpoint} refused to {verb} {target}{http}{said}")),
     };
     one_line_error(error)
 }
@@ -498,7 +499,13 @@ mod tests {
             map(501, "NotImplemented", READ),
             Error::Unsupported(_)
         ));
-        assert!(matches!(map(400, "InvalidArgument", READ), Error::Other(_)));
+        assert!(
+            matches!(map(400, "InvalidArgument", READ), Error::Other(m) if m.contains("HTTP 400"))
+        );
+        assert!(matches!(
+            map(0, "InvalidArgument", READ),
+            Error::Other(m) if !m.contains("HTTP") && m.contains("InvalidArgument")
+        ));
     }
 
     #[test]

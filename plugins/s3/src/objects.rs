@@ -195,6 +195,7 @@ impl S3Store {
                     return None;
                 }
                 let reply = crate::hooks::S3Reply {
+                    // The request succeeded; only this key failed.
                     status: 0,
                     code,
                     message: None,
