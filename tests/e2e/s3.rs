@@ -179,6 +179,18 @@ fn create_only(label: &str, if_none_match: Option<&str>) {
     let object = s3.object_file(&format!("create-only/wal/{name}"));
 
     push(&archive, &cluster, name).ok();
+    let key = format!("create-only/wal/{name}");
+    let puts = s3.put_requests(&key);
+    assert_eq!(puts.len(), 1, "one PutObject wrote {key}: {puts:#?}");
+    // enforced: the store itself must reject a second create. (unverified
+    // may send the header too; it just does not rely on it.)
+    if if_none_match == Some("enforced") {
+        assert!(
+            puts[0].contains("if_none_match: Any"),
+            "no If-None-Match: * with WALSHIP_S3_IF_NONE_MATCH=enforced: {}",
+            puts[0]
+        );
+    }
     let stored = read(&object);
     assert!(
         stored.starts_with(OBJECT_MAGIC),

@@ -267,7 +267,11 @@ impl S3sFs {
             root.join("s3s-fs.log"),
             |port| {
                 let mut cmd = Command::new(&bin);
-                cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                // Debug events of s3s-fs's own crate: one per object written,
+                // with the request it came from (see `put_requests`).
+                cmd.env("RUST_LOG", "s3s_fs=debug")
+                    .env("NO_COLOR", "1")
+                    .args(["--host", "127.0.0.1", "--port", &port.to_string()])
                     .args(["--access-key", Self::ACCESS_KEY_ID])
                     .args(["--secret-key", Self::SECRET_ACCESS_KEY])
                     .arg(&data);
@@ -394,8 +398,39 @@ impl S3sFs {
 
     /// The server's log so far.
     pub fn log(&self) -> String {
-        fs::read_to_string(&self.server.log).unwrap_or_default()
+        strip_ansi(&fs::read_to_string(&self.server.log).unwrap_or_default())
     }
+
+    /// The PutObject requests that wrote `key` of [`S3sFs::BUCKET`], as
+    /// s3s-fs logs them (`PutObjectInput { ..., if_none_match: Any, key: ...
+    /// }`, without the body): what walship really sent. A refused request
+    /// wrote nothing and is not there.
+    pub fn put_requests(&self, key: &str) -> Vec<String> {
+        let wanted = format!("key: {key:?}");
+        self.log()
+            .lines()
+            .filter(|l| l.contains("in s3s_fs::s3::put_object") && l.contains(&wanted))
+            .map(|l| l.trim().to_string())
+            .collect()
+    }
+}
+
+/// Removes terminal colour sequences (ESC [ ... letter).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn base64_url_no_pad(bytes: &[u8]) -> String {
@@ -668,6 +703,14 @@ mod tests {
         assert_eq!(base64_url_no_pad(b"big/object"), "YmlnL29iamVjdA");
         assert_eq!(base64_url_no_pad(b"a?>"), "YT8-");
         assert_eq!(base64_url_no_pad(b""), "");
+    }
+
+    #[test]
+    fn colour_codes_are_removed() {
+        assert_eq!(
+            strip_ansi("\u{1b}[2mat\u{1b}[0m x \u{1b}[1;32mDEBUG\u{1b}[0m"),
+            "at x DEBUG"
+        );
     }
 
     #[test]
