@@ -8,6 +8,9 @@
 //!    `WALSHIP_TIMINGS` into start-up, plugin load, compression+hashing and
 //!    storage; and peak RSS. Target: everything but compression, hashing and
 //!    storage I/O ≤ 5 ms; peak RSS ≤ 64 MiB.
+//! 4. S3, against s3s-fs on this machine (`s3.rs`): archive throughput of 64
+//!    segments through PostgreSQL's archive_command, and one 16 MiB object
+//!    through the plugin against object_store's native client.
 //!
 //! Prints figures; asserts nothing (tests assert behaviour, not timings).
 
@@ -18,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use walship_e2e::walship::walship_bin;
 use walship_e2e::{Cluster, Scratch};
+
+mod s3;
 
 const RUNS: usize = 12;
 
@@ -58,6 +63,8 @@ fn main() {
 
     compression_table(&data);
     process_figures(&scratch, &cluster, &segments);
+    cluster.stop();
+    s3::figures(&scratch);
 }
 
 fn cores() -> usize {

@@ -9,7 +9,8 @@
 //! - `bench`: `dist`, then the start-up/compression/storage benchmark.
 //!
 //! `test`, `demo` and `bench` install what they need first (`.ci/setup`) when
-//! PostgreSQL is missing and we are root.
+//! PostgreSQL is missing and we are root; `test` and `bench` also install the
+//! local S3 servers (`.ci/install-test-tools`) when one is missing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -29,9 +30,15 @@ fn main() -> ExitCode {
     let rest = &args[args.len().min(1)..];
     let result = match task {
         "dist" => dist(),
-        "test" => setup().and_then(|_| dist()).and_then(|_| test(rest)),
+        "test" => setup()
+            .and_then(|_| test_tools())
+            .and_then(|_| dist())
+            .and_then(|_| test(rest)),
         "demo" => setup().and_then(|_| dist()).and_then(|_| demo()),
-        "bench" => setup().and_then(|_| dist()).and_then(|_| bench(rest)),
+        "bench" => setup()
+            .and_then(|_| test_tools())
+            .and_then(|_| dist())
+            .and_then(|_| bench(rest)),
         _ => {
             eprintln!("usage: cargo xtask <dist|test|demo|bench> [args for the test runner]");
             return ExitCode::from(2);
@@ -96,6 +103,22 @@ fn setup() -> Result<(), String> {
         return Ok(());
     }
     run(Command::new("bash").arg(root().join(".ci/setup")))
+}
+
+/// Installs the local S3 servers the S3 tests and the benchmark start
+/// (s3s-fs, moto, stunnel) when one is missing. They live in a cache outside
+/// the clone, where the tests look for them.
+fn test_tools() -> Result<(), String> {
+    let script = root().join(".ci/install-test-tools");
+    let installed = Command::new("bash")
+        .arg(&script)
+        .arg("--check")
+        .status()
+        .is_ok_and(|s| s.success());
+    if installed {
+        return Ok(());
+    }
+    run(Command::new("bash").arg(script))
 }
 
 fn target_dir() -> PathBuf {
