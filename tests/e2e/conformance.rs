@@ -20,6 +20,20 @@ fn suite(walship: Walship, plugin: &str) -> String {
     report
 }
 
+/// The outcome (`passed`, `failed`, `skipped`) the JSON report gives `check`.
+fn outcome_of<'r>(report: &'r str, check: &str) -> &'r str {
+    let start = report
+        .find(&format!("\"check\":\"{check}\""))
+        .unwrap_or_else(|| panic!("{check:?} is not in the report: {report}"));
+    let entry = &report[start..];
+    let entry = &entry[..entry.find('}').unwrap_or(entry.len())];
+    let value = entry
+        .split("\"outcome\":\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no outcome for {check:?}: {entry}"));
+    &value[..value.find('"').unwrap_or(value.len())]
+}
+
 #[test]
 fn the_filesystem_plugin_passes_every_check_it_claims() {
     let scratch = Scratch::new("conformance-fs");
@@ -122,4 +136,51 @@ fn a_broken_plugin_fails_with_the_rule_it_broke() {
             }
         }
     }
+}
+
+/// The S3 plugin against s3s-fs: every check passes in the default mode for a
+/// custom endpoint (create-only asked for, not claimed atomic). Claiming
+/// atomicity the store does not have (`WALSHIP_S3_IF_NONE_MATCH=enforced`;
+/// s3s-fs ignores If-None-Match under concurrency) is caught by the
+/// concurrent-creates check.
+#[test]
+fn the_s3_plugin_passes_against_s3s_fs_and_an_unbacked_claim_fails() {
+    use walship_e2e::emulators::S3sFs;
+    let scratch = Scratch::new("conformance-s3");
+    let s3 = S3sFs::start(&scratch);
+    let walship = Walship::new()
+        .arg("--prefix")
+        .arg(format!("s3://{}/conformance", S3sFs::BUCKET))
+        .arg("--cache-dir")
+        .arg(scratch.dir("cache"))
+        .envs(s3.access().env());
+
+    let report = suite(walship.clone(), "s3");
+    assert!(report.contains("\"failed\":0"), "{report}");
+    for check in [
+        "put/get: 16 MiB",
+        "list: pages hold every key once, in byte order, none skipped",
+        "multipart: an aborted upload leaves nothing visible",
+        "errors: wrong credentials are unauthenticated",
+        "sandbox: without its grants the plugin reaches nothing",
+    ] {
+        assert_eq!(outcome_of(&report, check), "passed", "{report}");
+    }
+    assert!(
+        report.contains("exactly one wins\",\"detail\":\"not claimed (atomic-create-only)\""),
+        "{report}"
+    );
+
+    let claimed = walship
+        .env("WALSHIP_S3_IF_NONE_MATCH", "enforced")
+        .args(["plugin", "test", "s3"])
+        .run();
+    assert_eq!(claimed.exit_code(), 1, "{claimed}");
+    assert!(
+        claimed
+            .out()
+            .lines()
+            .any(|l| l.contains('✗') && l.contains("exactly one wins")),
+        "{claimed}"
+    );
 }
