@@ -262,6 +262,13 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
         .or_else(|| var("WALG_S3_CA_CERT_FILE"))
         .map(PathBuf::from)
         .or(file.ca_file.clone());
+    if let Some(path) = &ca_file {
+        crate::plugin::check_ca_file(path).map_err(|why| SettingsError::Invalid {
+            name: "WALSHIP_CA_FILE".into(),
+            value: path.display().to_string(),
+            expected: why,
+        })?;
+    }
     Ok(Settings {
         ca_file,
         prefix,

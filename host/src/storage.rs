@@ -54,7 +54,8 @@ pub enum StorageError {
     AlreadyExists(String),
     #[error("precondition failed: {0}")]
     PreconditionFailed(String),
-    #[error("authentication failed: {0} (check the credentials in the configuration)")]
+    /// Plugins name the setting to check in the message.
+    #[error("authentication failed: {0}")]
     Unauthenticated(String),
     #[error("permission denied: {0}")]
     PermissionDenied(String),
@@ -233,6 +234,14 @@ pub struct ConfigKey {
     pub description: String,
 }
 
+/// What a plugin may ever be granted (WIT `capabilities`, its manifest).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Host patterns: exact, `*.suffix`, or `configured`.
+    pub network: Vec<String>,
+    pub directory: bool,
+}
+
 /// What a backend is (WIT `info`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendInfo {
@@ -242,6 +251,7 @@ pub struct BackendInfo {
     pub features: Features,
     pub limits: Limits,
     pub config_keys: Vec<ConfigKey>,
+    pub capabilities: Capabilities,
 }
 
 /// The primitive operations of a store. Conveniences (whole-object upload

@@ -254,6 +254,7 @@ mod tests {
                         max_delete_batch: 1000,
                     },
                     config_keys: vec![],
+                    capabilities: Default::default(),
                 },
                 log: Rc::default(),
                 fail_part,

@@ -21,7 +21,10 @@ const BUNDLED_PLUGINS: &[(&str, &str)] = &[
     ("walship-plugin-s3", "s3.wasm"),
 ];
 /// Plugins only the tests use; never shipped.
-const TEST_PLUGINS: &[(&str, &str)] = &[("walship-test-plugin-hostile", "hostile.wasm")];
+const TEST_PLUGINS: &[(&str, &str)] = &[
+    ("walship-test-plugin-hostile", "hostile.wasm"),
+    ("walship-test-plugin-broken", "broken.wasm"),
+];
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 fn main() -> ExitCode {
@@ -137,6 +140,8 @@ const NATIVE_SET: &[&str] = &[
     "--exclude",
     "walship-test-plugin-hostile",
     "--exclude",
+    "walship-test-plugin-broken",
+    "--exclude",
     "walship-plugin-fs",
     "--exclude",
     "walship-plugin-s3",
@@ -234,6 +239,8 @@ fn test(extra: &[String]) -> Result<(), String> {
             "--workspace",
             "--exclude",
             "walship-test-plugin-hostile",
+            "--exclude",
+            "walship-test-plugin-broken",
         ])
         .args(extra))
 }

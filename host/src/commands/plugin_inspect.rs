@@ -43,6 +43,22 @@ pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
             k.description
         );
     }
+    let caps = &info.capabilities;
+    let secrets: Vec<&str> = info
+        .config_keys
+        .iter()
+        .filter(|k| k.kind != ConfigKind::Plain)
+        .map(|k| k.name.as_str())
+        .collect();
+    println!(
+        "declares:        network: {}",
+        describe_network(&caps.network)
+    );
+    println!(
+        "                 directory: {}",
+        if caps.directory { "yes" } else { "no" }
+    );
+    println!("                 secrets: {}", list_or_none(&secrets));
     println!("compiled:        {:?}", loaded.load_path);
 
     // What this plugin offers as configured here: a configuration can take
@@ -60,11 +76,64 @@ pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
             .await
             .map_err(|e| fail(format!("opening {prefix}: {e}")))?;
         let f = store.info().features;
+        let grants = store.grants();
+        let endpoints: Vec<String> = grants.endpoints.iter().map(|e| e.to_string()).collect();
+        let directories: Vec<String> = grants
+            .directories
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} ({})",
+                    d.path.display(),
+                    if d.writable {
+                        "read-write"
+                    } else {
+                        "read-only"
+                    }
+                )
+            })
+            .collect();
+        let handed: Vec<&str> = store.secret_names().collect();
         println!("configured for:  {prefix}");
         println!("  features:      {}", f.names().join(", "));
         println!("  create-only:   {}", create_guarantee(f));
+        println!("  granted:       endpoints: {}", list_or_none(&endpoints));
+        println!(
+            "                 directories: {}",
+            list_or_none(&directories)
+        );
+        println!(
+            "                 secrets handed over: {}",
+            list_or_none(&handed)
+        );
     }
     Ok(())
+}
+
+fn list_or_none<S: AsRef<str>>(items: &[S]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items
+            .iter()
+            .map(|s| s.as_ref())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn describe_network(patterns: &[String]) -> String {
+    if patterns.is_empty() {
+        return "none".into();
+    }
+    patterns
+        .iter()
+        .map(|p| match p.as_str() {
+            "configured" => "configured (hosts named in the prefix or settings)".to_string(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn create_guarantee(f: Features) -> &'static str {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::bindings::walship::storage::types as wit;
 use super::sandbox::{DirectoryGrant, Endpoint, Grants};
 use crate::storage::{
-    BackendInfo, ByteRange, ConfigKey, ConfigKind, Features, Limits, ListOptions, ListPage,
-    ObjectMeta, PartReceipt, PutMode, PutOptions, StorageError,
+    BackendInfo, ByteRange, Capabilities, ConfigKey, ConfigKind, Features, Limits, ListOptions,
+    ListPage, ObjectMeta, PartReceipt, PutMode, PutOptions, StorageError,
 };
 
 pub fn error(e: wit::Error) -> StorageError {
@@ -67,6 +67,10 @@ pub fn info(i: wit::BackendInfo) -> BackendInfo {
                 description: k.description,
             })
             .collect(),
+        capabilities: Capabilities {
+            network: i.capabilities.network,
+            directory: i.capabilities.directory,
+        },
     }
 }
 

@@ -7,6 +7,7 @@ mod bindings;
 mod cache;
 mod convert;
 mod engine;
+mod manifest;
 mod outbound;
 mod sandbox;
 mod state;
@@ -21,6 +22,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 pub use bindings::WIT_VERSION;
 pub use cache::{ComponentCache, LoadPath, PluginDigest};
+pub use outbound::check_ca_file;
 pub use sandbox::{Grants, SandboxPolicy};
 
 use bindings::StoragePluginPre;
@@ -106,7 +108,7 @@ impl Plugin {
         if let Some(info) = self.info.get() {
             return Ok(info.clone());
         }
-        let mut instance = self.instantiate(&Grants::default(), "plugin").await?;
+        let mut instance = self.instantiate(&Grants::default(), "plugin", None).await?;
         self.info_from(&mut instance).await
     }
 
@@ -132,7 +134,7 @@ impl Plugin {
         config: impl FnOnce(&BackendInfo) -> Result<PluginConfig, StorageError>,
     ) -> Result<PluginStore<'_>, StorageError> {
         // info and plan both run in one instance without grants.
-        let mut planner = self.instantiate(&Grants::default(), "plugin").await?;
+        let mut planner = self.instantiate(&Grants::default(), "plugin", None).await?;
         let info = self.info_from(&mut planner).await?;
         if !info
             .schemes
@@ -162,6 +164,9 @@ impl Plugin {
                 .await?;
             convert::grants(planned)
         };
+        let configured = manifest::configured_hosts(prefix, &config.plain);
+        manifest::check(&info.backend, &info.capabilities, &grants, &configured)
+            .map_err(StorageError::PermissionDenied)?;
         self.options
             .policy
             .check(&grants, local_prefix_path(prefix).as_deref())
@@ -202,7 +207,15 @@ impl Plugin {
         Ok(store)
     }
 
-    async fn instantiate(&self, grants: &Grants, name: &str) -> Result<Instance, StorageError> {
+    /// A fresh instance with exactly `grants`. `manifest` (the plugin's
+    /// declared capabilities and the hosts its configuration names) bounds
+    /// endpoints it asks for at run time; without one it gets none.
+    async fn instantiate(
+        &self,
+        grants: &Grants,
+        name: &str,
+        manifest: Option<sandbox::RuntimeManifest>,
+    ) -> Result<Instance, StorageError> {
         let wasi = sandbox::wasi_context(grants)
             .map_err(|e| StorageError::InvalidConfig(format!("{e:#}")))?;
         let state = PluginState {
@@ -215,6 +228,7 @@ impl Plugin {
                 timeouts: Default::default(),
                 plugin_name: name.to_string(),
                 outbound: self.outbound.clone(),
+                manifest,
             },
             memory: MemoryLimiter {
                 max_bytes: self.options.memory_limit_bytes,
@@ -404,6 +418,11 @@ impl PluginStore<'_> {
         &self.grants
     }
 
+    /// The names (never the values) of the secrets this store was handed.
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        self.config.secrets.iter().map(|(name, _)| name.as_str())
+    }
+
     /// The same store opened in an instance with no grants at all: for the
     /// conformance suite, to check from outside that the sandbox holds.
     pub fn without_grants(&self) -> Self {
@@ -421,7 +440,14 @@ impl PluginStore<'_> {
         if self.live.is_none() {
             let mut instance = self
                 .plugin
-                .instantiate(&self.grants, &self.info.backend)
+                .instantiate(
+                    &self.grants,
+                    &self.info.backend,
+                    Some(sandbox::RuntimeManifest {
+                        capabilities: self.info.capabilities.clone(),
+                        configured: manifest::configured_hosts(&self.prefix, &self.config.plain),
+                    }),
+                )
                 .await?;
             let (prefix, plain, secrets) = (&self.prefix, &self.config.plain, &self.config.secrets);
             let handle = instance

@@ -120,13 +120,15 @@ where
         hyper::client::conn::http1::handshake(TokioIo::new(stream)),
     )
     .await
-    .map_err(|_| HttpError::ConnectionTimeout)??;
+    .map_err(|_| HttpError::ConnectionTimeout)?
+    .map_err(connection_error)?;
     // The connection runs beside us; its outcome (how the request body went)
     // is what the second half of `Sent` reports.
     let connection = tokio::spawn(connection);
     let response = tokio::time::timeout(timeouts.first_byte, sender.send_request(request))
         .await
-        .map_err(|_| HttpError::ConnectionReadTimeout)??;
+        .map_err(|_| HttpError::ConnectionReadTimeout)?
+        .map_err(connection_error)?;
     let response = response.map(|incoming| {
         BetweenBytes {
             inner: incoming,
@@ -137,7 +139,7 @@ where
     });
     let io = async move {
         match connection.await {
-            Ok(result) => result.map_err(HttpError::from),
+            Ok(result) => result.map_err(connection_error),
             Err(_) => Err(HttpError::InternalError(Some(
                 "HTTP connection task ended abnormally".into(),
             ))),
@@ -167,10 +169,7 @@ impl http_body::Body for BetweenBytes {
                 self.timer.as_mut().reset(next);
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) if e.is_timeout() => {
-                Poll::Ready(Some(Err(HttpError::HttpResponseTimeout)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(HttpError::from(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(connection_error(e)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match self.timer.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout))),
@@ -185,6 +184,24 @@ impl http_body::Body for BetweenBytes {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The connection broke (reset, closed, cut short) is the common case, and a
+/// retryable one; the guest sees it as `connection-terminated`, not as a
+/// protocol error. A server that answers early (a 412 to a conditional PUT)
+/// and closes while the body is still going out lands here too.
+fn connection_error(e: hyper::Error) -> HttpError {
+    if e.is_timeout() {
+        HttpError::HttpResponseTimeout
+    } else if e.is_incomplete_message()
+        || e.is_closed()
+        || e.is_canceled()
+        || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>())
+    {
+        HttpError::ConnectionTerminated
+    } else {
+        HttpError::Hyper(e)
     }
 }
 
@@ -209,14 +226,16 @@ fn tls_error(e: std::io::Error) -> HttpError {
             )
         });
     if certificate {
-        crate::logging::log_line(
-            crate::logging::LogLevelFilter::Debug,
-            &format!("TLS certificate rejected: {e}"),
-        );
         HttpError::TlsCertificateError
     } else {
         HttpError::Tls(e)
     }
+}
+
+/// Checks that `ca_file` holds at least one certificate, so a bad setting is
+/// reported once, up front, instead of as a failed TLS handshake.
+pub fn check_ca_file(ca_file: &Path) -> Result<(), String> {
+    tls_config(Some(ca_file)).map(|_| ())
 }
 
 /// The bundled Mozilla roots, plus every certificate in `ca_file`.

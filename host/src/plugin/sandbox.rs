@@ -166,6 +166,15 @@ pub struct NetworkGate {
     pub timeouts: HttpTimeouts,
     pub plugin_name: String,
     pub outbound: std::sync::Arc<super::outbound::Outbound>,
+    /// Bounds endpoints granted at run time (`host.request-endpoint`).
+    pub manifest: Option<RuntimeManifest>,
+}
+
+/// A plugin's declared capabilities and the hosts its configuration names.
+#[derive(Debug, Clone)]
+pub struct RuntimeManifest {
+    pub capabilities: crate::storage::Capabilities,
+    pub configured: Vec<String>,
 }
 
 type ResponseFuture = Box<dyn Future<Output = wasmtime_wasi_http::Result<Sent>> + Send>;

@@ -75,6 +75,19 @@ impl Host for PluginState {
         if self.gate.granted.contains(&requested) {
             return Ok(());
         }
+        let Some(manifest) = &self.gate.manifest else {
+            return Err("endpoints can only be requested by an open store".into());
+        };
+        if !super::manifest::allows_endpoint(
+            &manifest.capabilities,
+            &requested,
+            &manifest.configured,
+        ) {
+            return Err(format!(
+                "endpoint {requested} is outside the plugin's declared capabilities (network: {})",
+                super::manifest::describe_network(&manifest.capabilities)
+            ));
+        }
         if self
             .gate
             .policy

@@ -1,6 +1,6 @@
 //! What the fs backend is and can do, independent of any configuration.
 
-use crate::walship::storage::types::{BackendInfo, Features, Limits};
+use crate::walship::storage::types::{BackendInfo, Capabilities, Features, Limits};
 
 /// Largest object one put takes. The host sends puts as one `list<u8>` in
 /// guest memory, so this bounds the plugin's memory, not the filesystem.
@@ -30,5 +30,10 @@ pub fn info() -> BackendInfo {
             max_delete_batch: MAX_DELETE_BATCH,
         },
         config_keys: Vec::new(),
+        // No network; the one directory the prefix names.
+        capabilities: Capabilities {
+            network: Vec::new(),
+            directory: true,
+        },
     }
 }

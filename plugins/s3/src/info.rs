@@ -1,6 +1,8 @@
 //! What the s3 backend is and can do, independent of any configuration.
 
-use crate::walship::storage::types::{BackendInfo, ConfigKey, ConfigKind, Features, Limits};
+use crate::walship::storage::types::{
+    BackendInfo, Capabilities, ConfigKey, ConfigKind, Features, Limits,
+};
 
 /// S3's own limits (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html>).
 pub const MAX_SINGLE_PUT: u64 = 5 << 30;
@@ -132,6 +134,14 @@ pub fn info() -> BackendInfo {
                 description: description.to_string(),
             })
             .collect(),
+        // AWS itself (S3 and STS, also in China's partition), or whatever
+        // endpoint the operator configured for an S3-compatible store.
+        capabilities: Capabilities {
+            network: ["*.amazonaws.com", "*.amazonaws.com.cn", "configured"]
+                .map(String::from)
+                .to_vec(),
+            directory: false,
+        },
     }
 }
 

@@ -25,14 +25,15 @@ impl S3Store {
         }
     }
 
-    /// Answers to HEAD have no body, so a 403 does not say whether the key is
-    /// wrong or the permission missing. A one-byte GET, which needs the same
+    /// Answers to HEAD have no body, so a 403 (or a 400, moto's answer to a
+    /// bad session token) does not say whether the key is wrong or the
+    /// permission missing. A one-byte GET, which needs the same
     /// permission, does say; it is made only on this failure path.
     fn explain_head_failure(&self, op: &Op<'_>, failure: Failure) -> Error {
         let unexplained = failure
             .reply
             .as_ref()
-            .is_some_and(|r| r.status == 403 && r.code.is_none());
+            .is_some_and(|r| matches!(r.status, 400 | 403) && r.code.is_none());
         if unexplained && let Ok(path) = self.path(op.key) {
             let probe = GetOptions {
                 range: Some(GetRange::Bounded(0..1)),
@@ -124,11 +125,25 @@ impl S3Store {
             attributes: self.attributes(options.content_type.as_deref()),
             ..Default::default()
         };
-        let result = self.call(
+        let result = match self.call(
             &op,
             self.client
                 .put_opts(&path, PutPayload::from(data), put_options),
-        )?;
+        ) {
+            // A store that refuses a conditional PUT early (412 before the
+            // body is read) and closes the connection can cut the answer
+            // off. Whether or not the key was ours, if it exists now the
+            // host must compare contents; already-exists makes it do so.
+            Err(Error::Transient(message)) if create_only => match self.head(key) {
+                Ok(_) => {
+                    return Err(Error::AlreadyExists(format!(
+                        "{key}: the create-only put was cut off ({message}) and the key exists"
+                    )));
+                }
+                Err(_) => return Err(Error::Transient(message)),
+            },
+            other => other?,
+        };
         Ok(ObjectMeta {
             key: key.to_string(),
             size,

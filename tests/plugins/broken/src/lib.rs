@@ -22,8 +22,9 @@ wit_bindgen::generate!({ world: "storage-plugin", path: "../../../wit" });
 
 use exports::walship::storage::backend::{Guest, GuestStore, Store};
 use walship::storage::types::{
-    BackendInfo, ByteRange, ConfigKey, ConfigKind, DeleteFailure, DirectoryGrant, Error, Features,
-    GetResult, Grants, Limits, ListOptions, ListPage, ObjectMeta, PartReceipt, PutMode, PutOptions,
+    BackendInfo, ByteRange, Capabilities, ConfigKey, ConfigKind, DeleteFailure, DirectoryGrant,
+    Error, Features, GetResult, Grants, Limits, ListOptions, ListPage, ObjectMeta, PartReceipt,
+    PutMode, PutOptions,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -87,6 +88,10 @@ impl Guest for Plugin {
                 kind: ConfigKind::Plain,
                 description: "which rule to break (see the crate docs)".into(),
             }],
+            capabilities: Capabilities {
+                network: Vec::new(),
+                directory: true,
+            },
         }
     }
 

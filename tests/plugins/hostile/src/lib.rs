@@ -30,8 +30,8 @@ use std::path::PathBuf;
 
 use exports::walship::storage::backend::{Guest, GuestStore, Store};
 use walship::storage::types::{
-    BackendInfo, ByteRange, DeleteFailure, DirectoryGrant, Error, Features, GetResult, Grants,
-    Limits, ListOptions, ListPage, ObjectMeta, PartReceipt, PutOptions,
+    BackendInfo, ByteRange, Capabilities, DeleteFailure, DirectoryGrant, Error, Features,
+    GetResult, Grants, Limits, ListOptions, ListPage, ObjectMeta, PartReceipt, PutOptions,
 };
 
 use crate::plain::PlainStore;
@@ -56,6 +56,11 @@ impl Guest for Plugin {
                 max_delete_batch: 1000,
             },
             config_keys: Vec::new(),
+            // Declares only its directory; its attacks try for more.
+            capabilities: Capabilities {
+                network: Vec::new(),
+                directory: true,
+            },
         }
     }
 

@@ -1,0 +1,170 @@
+//! A plugin's declared capabilities (its manifest) and the check that what a
+//! configuration asks for (`plan`, `host.request-endpoint`) lies within them.
+//!
+//! The operator's policy (`allowed_hosts`, `allowed_directories`) is a second,
+//! independent bound: a grant must pass both.
+
+use super::sandbox::{Endpoint, Grants};
+use crate::storage::Capabilities;
+
+/// The hosts a configuration names: the authority of the prefix and of every
+/// URL-looking plain setting. `configured` in a manifest means these and
+/// their subdomains (a virtual-hosted bucket is `bucket.<endpoint host>`).
+pub fn configured_hosts(prefix: &str, plain: &[(String, String)]) -> Vec<String> {
+    std::iter::once(prefix)
+        .chain(plain.iter().map(|(_, v)| v.as_str()))
+        .filter_map(url_host)
+        .collect()
+}
+
+fn url_host(value: &str) -> Option<String> {
+    let (_, rest) = value.trim().split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        host_port.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// Whether `capabilities` let the plugin reach `endpoint`.
+pub fn allows_endpoint(
+    capabilities: &Capabilities,
+    endpoint: &Endpoint,
+    configured: &[String],
+) -> bool {
+    let host = endpoint.host.to_ascii_lowercase();
+    let within = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
+    capabilities.network.iter().any(|pattern| {
+        let pattern = pattern.to_ascii_lowercase();
+        if pattern == "configured" {
+            configured.iter().any(|c| within(c))
+        } else if let Some(suffix) = pattern.strip_prefix("*.") {
+            host.ends_with(&format!(".{suffix}"))
+        } else {
+            host == pattern
+        }
+    })
+}
+
+/// Checks a plan against the manifest; the error names what was asked for
+/// and what was declared.
+pub fn check(
+    backend: &str,
+    capabilities: &Capabilities,
+    grants: &Grants,
+    configured: &[String],
+) -> Result<(), String> {
+    if !grants.directories.is_empty() && !capabilities.directory {
+        return Err(format!(
+            "plugin {backend} asked for directory {} but its manifest declares no directory access",
+            grants.directories[0].path.display()
+        ));
+    }
+    for endpoint in &grants.endpoints {
+        if !allows_endpoint(capabilities, endpoint, configured) {
+            return Err(format!(
+                "plugin {backend} asked for endpoint {endpoint} which its manifest does not declare (network: {})",
+                describe_network(capabilities)
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn describe_network(capabilities: &Capabilities) -> String {
+    if capabilities.network.is_empty() {
+        "none".into()
+    } else {
+        capabilities.network.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::sandbox::DirectoryGrant;
+
+    fn ep(host: &str) -> Endpoint {
+        Endpoint {
+            scheme: "https".into(),
+            host: host.into(),
+            port: 443,
+        }
+    }
+
+    fn s3_like() -> Capabilities {
+        Capabilities {
+            network: vec!["*.amazonaws.com".into(), "configured".into()],
+            directory: false,
+        }
+    }
+
+    #[test]
+    fn configured_hosts_come_from_the_prefix_and_url_settings() {
+        let plain = vec![
+            (
+                "AWS_ENDPOINT_URL".into(),
+                "http://minio.internal:9000/".into(),
+            ),
+            ("AWS_REGION".into(), "eu-west-1".into()),
+            ("X".into(), "https://user@[::1]:8443/p".into()),
+        ];
+        assert_eq!(
+            configured_hosts("s3://bucket/path", &plain),
+            ["bucket", "minio.internal", "::1"]
+        );
+    }
+
+    #[test]
+    fn patterns_match_exact_suffix_and_configured_hosts_with_subdomains() {
+        let configured = vec!["minio.internal".to_string()];
+        let caps = s3_like();
+        assert!(allows_endpoint(
+            &caps,
+            &ep("b.s3.eu-west-1.amazonaws.com"),
+            &configured
+        ));
+        assert!(allows_endpoint(&caps, &ep("minio.internal"), &configured));
+        assert!(allows_endpoint(
+            &caps,
+            &ep("bucket.minio.internal"),
+            &configured
+        ));
+        assert!(!allows_endpoint(
+            &caps,
+            &ep("amazonaws.com.evil.example"),
+            &configured
+        ));
+        assert!(!allows_endpoint(&caps, &ep("evil.example"), &configured));
+        assert!(!allows_endpoint(&caps, &ep("xminio.internal"), &configured));
+        let exact = Capabilities {
+            network: vec!["auth.example".into()],
+            directory: false,
+        };
+        assert!(allows_endpoint(&exact, &ep("AUTH.example"), &[]));
+        assert!(!allows_endpoint(&exact, &ep("x.auth.example"), &[]));
+    }
+
+    #[test]
+    fn a_plan_outside_the_manifest_is_refused_naming_both() {
+        let grants = Grants {
+            endpoints: vec![ep("evil.example")],
+            directories: vec![],
+        };
+        let err = check("s3", &s3_like(), &grants, &[]).unwrap_err();
+        assert!(err.contains("evil.example"), "{err}");
+        assert!(err.contains("*.amazonaws.com, configured"), "{err}");
+        let dir = Grants {
+            endpoints: vec![],
+            directories: vec![DirectoryGrant {
+                path: "/srv".into(),
+                writable: true,
+            }],
+        };
+        let err = check("s3", &s3_like(), &dir, &[]).unwrap_err();
+        assert!(err.contains("no directory access"), "{err}");
+    }
+}
