@@ -99,6 +99,16 @@ pub enum PluginCommand {
         #[arg(value_name = "PLUGIN")]
         file_or_scheme: String,
     },
+    /// Validate a plugin, precompile it and install it into the plugin directory
+    /// (--plugin-dir / WALSHIP_PLUGIN_DIR, else ~/.local/share/walship/plugins),
+    /// where prefixes of the schemes it declares find it
+    Install {
+        /// The plugin's .wasm component
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// List installed and bundled plugins, in the order schemes are looked up
+    List,
     /// Run the conformance suite against a plugin and the service the prefix names
     /// (works under a fresh sub-prefix and deletes it afterwards)
     Test {
@@ -136,6 +146,8 @@ mod tests {
             &[
                 "walship", "plugin", "test", "s3", "--format", "json", "--keep",
             ],
+            &["walship", "plugin", "install", "x.wasm"],
+            &["walship", "plugin", "list"],
             &[
                 "walship",
                 "wal-fetch",

@@ -13,6 +13,7 @@ mod logging;
 mod object_format;
 mod pg_control;
 mod plugin;
+mod plugin_registry;
 mod retry;
 mod settings;
 mod storage;
@@ -109,6 +110,10 @@ async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
         Command::Plugin(PluginCommand::Inspect {
             file_or_scheme: plugin,
         }) => commands::plugin_inspect::run(ctx, plugin).await,
+        Command::Plugin(PluginCommand::Install { file }) => {
+            commands::plugin_install::install(ctx, file).await
+        }
+        Command::Plugin(PluginCommand::List) => commands::plugin_install::list(ctx).await,
         Command::Plugin(PluginCommand::Test {
             file_or_scheme: plugin,
             format,

@@ -21,7 +21,11 @@ pub struct Settings {
     /// The archive's location as a URL (`file:///path`, `s3://bucket/path`, ...).
     pub prefix: Option<String>,
     pub plugin_file: Option<PathBuf>,
-    pub plugin_dir: PathBuf,
+    /// Where plugins are looked up, in order: the operator's plugin
+    /// directory (`--plugin-dir` / `WALSHIP_PLUGIN_DIR`) if set, else the
+    /// per-user one (`~/.local/share/walship/plugins`); then the plugins
+    /// bundled beside the binary. `plugin install` writes to the first.
+    pub plugin_dirs: Vec<PathBuf>,
     pub cache_dir: Option<PathBuf>,
     pub compression: Compression,
     pub log_level: LogLevelFilter,
@@ -226,12 +230,22 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
         .clone()
         .or_else(|| var("WALSHIP_PLUGIN").map(PathBuf::from))
         .or(file.plugin.clone());
-    let plugin_dir = args
+    let install_dir = args
         .plugin_dir
         .clone()
         .or_else(|| var("WALSHIP_PLUGIN_DIR").map(PathBuf::from))
         .or(file.plugin_dir.clone())
-        .unwrap_or_else(|| bundled_plugin_dir(env.exe.as_deref()));
+        .or_else(|| {
+            var("XDG_DATA_HOME")
+                .map(|d| PathBuf::from(d).join("walship/plugins"))
+                .or_else(|| {
+                    var("HOME").map(|h| PathBuf::from(h).join(".local/share/walship/plugins"))
+                })
+        });
+    let plugin_dirs = install_dir
+        .into_iter()
+        .chain(std::iter::once(bundled_plugin_dir(env.exe.as_deref())))
+        .collect();
     let cache_dir = args
         .cache_dir
         .clone()
@@ -273,7 +287,7 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
         ca_file,
         prefix,
         plugin_file,
-        plugin_dir,
+        plugin_dirs,
         cache_dir,
         compression,
         log_level,
@@ -448,8 +462,8 @@ mod tests {
         assert_eq!(s.compression, Compression::Lz4);
         assert_eq!(s.log_level, LogLevelFilter::Debug);
         assert_eq!(
-            s.plugin_dir,
-            PathBuf::from("/opt/walship/lib/walship/plugins")
+            s.plugin_dirs.last(),
+            Some(&PathBuf::from("/opt/walship/lib/walship/plugins"))
         );
     }
 

@@ -2,15 +2,17 @@
 //! carries the exit code PostgreSQL must see and a one-line reason.
 
 pub mod plugin_inspect;
+pub mod plugin_install;
 pub mod plugin_test;
 pub mod storage_ops;
 pub mod wal_fetch;
 pub mod wal_push;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::plugin::{Plugin, PluginConfig, RuntimeOptions};
+use crate::plugin_registry::{self, Resolved};
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 use crate::storage::StorageError;
@@ -74,8 +76,7 @@ impl Context {
     /// Loads the plugin serving the prefix's scheme.
     pub fn load_plugin(&self) -> anyhow::Result<Plugin> {
         let prefix = self.prefix()?;
-        let path = plugin_path(&self.settings, scheme_of(prefix))?;
-        Plugin::load(&path, self.runtime_options())
+        Ok(load_named(self, scheme_of(prefix))?.0)
     }
 
     /// The settings the plugin declared, taken from the resolved settings.
@@ -93,25 +94,40 @@ pub fn scheme_of(prefix: &str) -> &str {
     prefix.split_once("://").map_or(prefix, |(s, _)| s)
 }
 
-/// Bundled plugins are named after the backend, which for a few schemes
-/// differs from the scheme.
-const BUNDLED_NAMES: &[(&str, &str)] = &[("file", "fs"), ("gs", "gcs"), ("az", "azure")];
-
-pub fn plugin_path(settings: &Settings, scheme: &str) -> anyhow::Result<PathBuf> {
+/// The plugin file for a scheme or backend name: `WALSHIP_PLUGIN` if set,
+/// else what the plugin directories hold (see `plugin_registry`).
+pub fn plugin_path(settings: &Settings, scheme: &str) -> anyhow::Result<Resolved> {
     if let Some(file) = &settings.plugin_file {
-        return Ok(file.clone());
+        return Ok(Resolved {
+            path: file.clone(),
+            expected_sha256: None,
+        });
     }
-    let dir: &Path = &settings.plugin_dir;
-    let mut candidates = vec![dir.join(format!("{scheme}.wasm"))];
-    if let Some((_, name)) = BUNDLED_NAMES.iter().find(|(s, _)| *s == scheme) {
-        candidates.push(dir.join(format!("{name}.wasm")));
+    Ok(plugin_registry::resolve(&settings.plugin_dirs, scheme)?)
+}
+
+/// Loads a plugin named by a file path, a scheme or a backend name. An
+/// installed plugin must still have the sha256 it was installed with.
+pub fn load_named(ctx: &Context, plugin: &str) -> anyhow::Result<(Plugin, PathBuf)> {
+    let resolved = if plugin.ends_with(".wasm") || plugin.contains('/') {
+        Resolved {
+            path: PathBuf::from(plugin),
+            expected_sha256: None,
+        }
+    } else {
+        plugin_path(&ctx.settings, plugin)?
+    };
+    let loaded = Plugin::load(&resolved.path, ctx.runtime_options())?;
+    if let Some(expected) = &resolved.expected_sha256
+        && *expected != loaded.digest.0
+    {
+        anyhow::bail!(
+            "plugin {} changed since it was installed (sha256 {} instead of {expected}); reinstall it with `walship plugin install`",
+            resolved.path.display(),
+            loaded.digest.0
+        );
     }
-    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
-        anyhow::anyhow!(
-            "no storage plugin for {scheme}:// prefixes (looked for {}); set WALSHIP_PLUGIN or WALSHIP_PLUGIN_DIR",
-            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        )
-    })
+    Ok((loaded, resolved.path))
 }
 
 /// Storage errors that mean "fix the configuration", as opposed to a

@@ -1,19 +1,12 @@
 //! `walship plugin inspect <file|scheme>`: what a plugin is and what it claims.
 
-use std::path::PathBuf;
-
 use super::{Context, EXIT_FAILURE, Failure};
-use crate::plugin::{Plugin, WIT_VERSION};
+use crate::plugin::WIT_VERSION;
 use crate::storage::{ConfigKind, Features};
 
 pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
     let fail = |m: String| Failure::new(EXIT_FAILURE, format!("plugin inspect {plugin}: {m}"));
-    let path = if plugin.ends_with(".wasm") || plugin.contains('/') {
-        PathBuf::from(plugin)
-    } else {
-        super::plugin_path(&ctx.settings, plugin).map_err(|e| fail(format!("{e:#}")))?
-    };
-    let loaded = Plugin::load(&path, ctx.runtime_options()).map_err(|e| fail(format!("{e:#}")))?;
+    let (loaded, path) = super::load_named(ctx, plugin).map_err(|e| fail(format!("{e:#}")))?;
     let info = loaded.info().await.map_err(|e| fail(e.to_string()))?;
     println!("file:            {}", path.display());
     println!("sha256:          {}", loaded.digest.0);

@@ -1,12 +1,9 @@
 //! `walship plugin test <file|scheme>`: the conformance suite against a plugin
 //! and the service the configured prefix names.
 
-use std::path::PathBuf;
-
 use super::{Context, EXIT_FAILURE, Failure};
 use crate::cli::ReportFormat;
 use crate::conformance::{self, SuiteOptions};
-use crate::plugin::Plugin;
 
 pub async fn run(
     ctx: &Context,
@@ -15,13 +12,8 @@ pub async fn run(
     keep: bool,
 ) -> Result<(), Failure> {
     let fail = |m: String| Failure::new(EXIT_FAILURE, format!("plugin test {plugin}: {m}"));
-    let path = if plugin.ends_with(".wasm") || plugin.contains('/') {
-        PathBuf::from(plugin)
-    } else {
-        super::plugin_path(&ctx.settings, plugin).map_err(|e| fail(format!("{e:#}")))?
-    };
     let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
-    let loaded = Plugin::load(&path, ctx.runtime_options()).map_err(|e| fail(format!("{e:#}")))?;
+    let (loaded, _) = super::load_named(ctx, plugin).map_err(|e| fail(format!("{e:#}")))?;
     let options = SuiteOptions {
         base_prefix: prefix.to_string(),
         keep,

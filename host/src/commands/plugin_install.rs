@@ -1,0 +1,136 @@
+//! `walship plugin install <file.wasm>` and `walship plugin list`.
+
+use std::path::Path;
+
+use super::{Context, EXIT_FAILURE, Failure};
+use crate::plugin::{Plugin, WIT_VERSION};
+use crate::plugin_registry::{self, InstallRecord};
+
+/// Validates a plugin (it must link against this host's contract and answer
+/// `info`), precompiles it into the cache, and installs it into the first
+/// plugin directory, where the schemes it declares will find it.
+pub async fn install(ctx: &Context, file: &Path) -> Result<(), Failure> {
+    let fail = |m: String| {
+        Failure::new(
+            EXIT_FAILURE,
+            format!("plugin install {}: {m}", file.display()),
+        )
+    };
+    let dir = ctx
+        .settings
+        .plugin_dirs
+        .first()
+        .ok_or_else(|| fail("no plugin directory: set WALSHIP_PLUGIN_DIR (or HOME)".into()))?;
+    // Loading links the component against this host's WIT (a plugin built
+    // for another contract version fails here) and fills the cache.
+    let loaded = Plugin::load(file, ctx.runtime_options()).map_err(|e| fail(format!("{e:#}")))?;
+    let info = loaded.info().await.map_err(|e| fail(e.to_string()))?;
+    let valid_name = !info.backend.is_empty()
+        && info
+            .backend
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid_name {
+        return Err(fail(format!(
+            "backend name {:?} must be lower-case letters, digits and '-'",
+            info.backend
+        )));
+    }
+    if info.schemes.is_empty() {
+        return Err(fail("the plugin declares no URL scheme".into()));
+    }
+    let record = InstallRecord {
+        backend: info.backend.clone(),
+        plugin_version: info.plugin_version.clone(),
+        contract: format!("walship:storage@{WIT_VERSION}"),
+        schemes: info.schemes.clone(),
+        sha256: loaded.digest.0.clone(),
+        file: format!("{}.wasm", info.backend),
+        installed_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    let target = plugin_registry::install(dir, file, &record).map_err(|e| fail(e.to_string()))?;
+    println!(
+        "installed {} {} ({}) serving {} as {}",
+        record.backend,
+        record.plugin_version,
+        record.contract,
+        record
+            .schemes
+            .iter()
+            .map(|s| format!("{s}://"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        target.display()
+    );
+    println!("sha256 {}", record.sha256);
+    Ok(())
+}
+
+/// Every plugin in the plugin directories, in lookup order: installed ones
+/// from their records, bundled ones by loading them.
+pub async fn list(ctx: &Context) -> Result<(), Failure> {
+    let fail = |m: String| Failure::new(EXIT_FAILURE, format!("plugin list: {m}"));
+    println!(
+        "{:<10} {:<9} {:<22} {:<14} {:<9} {:<16} file",
+        "backend", "version", "contract", "schemes", "source", "sha256"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for dir in &ctx.settings.plugin_dirs {
+        let records = plugin_registry::records(dir).map_err(|e| fail(e.to_string()))?;
+        let mut recorded_files = std::collections::BTreeSet::new();
+        for (_, r) in &records {
+            recorded_files.insert(r.file.clone());
+            let shadowed = !seen.insert(r.backend.clone());
+            println!(
+                "{:<10} {:<9} {:<22} {:<14} {:<9} {:<16} {}{}",
+                r.backend,
+                r.plugin_version,
+                r.contract,
+                r.schemes.join(","),
+                "installed",
+                &r.sha256[..16.min(r.sha256.len())],
+                dir.join(&r.file).display(),
+                if shadowed { " (shadowed)" } else { "" }
+            );
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut files: Vec<_> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().to_string();
+                !recorded_files.contains(&name)
+            })
+            .collect();
+        files.sort();
+        for path in files {
+            match Plugin::load(&path, ctx.runtime_options()) {
+                Ok(loaded) => match loaded.info().await {
+                    Ok(info) => {
+                        let shadowed = !seen.insert(info.backend.clone());
+                        println!(
+                            "{:<10} {:<9} {:<22} {:<14} {:<9} {:<16} {}{}",
+                            info.backend,
+                            info.plugin_version,
+                            format!("walship:storage@{WIT_VERSION}"),
+                            info.schemes.join(","),
+                            "bundled",
+                            &loaded.digest.0[..16],
+                            path.display(),
+                            if shadowed { " (shadowed)" } else { "" }
+                        );
+                    }
+                    Err(e) => println!("{:<10} unusable: {e} ({})", "?", path.display()),
+                },
+                Err(e) => println!("{:<10} unusable: {e:#} ({})", "?", path.display()),
+            }
+        }
+    }
+    Ok(())
+}

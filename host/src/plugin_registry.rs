@@ -1,0 +1,240 @@
+//! Where plugins live and how a scheme finds its plugin.
+//!
+//! `walship plugin install` copies a plugin into the first plugin directory
+//! as `<backend>.wasm` beside a record, `<backend>.toml`, that names the
+//! schemes it serves and the sha256 it was installed with. A prefix's scheme
+//! is served by the first directory (in `Settings::plugin_dirs` order) whose
+//! record lists it, else by a file named after the scheme (the bundled
+//! plugins: `fs.wasm` for `file://`, ...). A plugin whose bytes no longer
+//! match its record is refused, not loaded.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What `plugin install` wrote about one plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallRecord {
+    pub backend: String,
+    pub plugin_version: String,
+    pub contract: String,
+    pub schemes: Vec<String>,
+    pub sha256: String,
+    /// The file, relative to the record's directory.
+    pub file: String,
+    /// Unix seconds.
+    pub installed_at: u64,
+}
+
+/// A plugin file for a scheme, and the sha256 it must have if installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub path: PathBuf,
+    pub expected_sha256: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(
+        "no storage plugin for {scheme}:// prefixes (looked in {searched}); install one with `walship plugin install FILE`, or set WALSHIP_PLUGIN"
+    )]
+    NoPlugin { scheme: String, searched: String },
+    #[error("plugin record {path} is damaged: {why}")]
+    DamagedRecord { path: String, why: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Bundled plugins are named after the backend, which for a few schemes
+/// differs from the scheme.
+const BUNDLED_NAMES: &[(&str, &str)] = &[("file", "fs"), ("gs", "gcs"), ("az", "azure")];
+
+/// The install records in `dir` (none if it does not exist).
+pub fn records(dir: &Path) -> Result<Vec<(PathBuf, InstallRecord)>, RegistryError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(RegistryError::Io(format!(
+                "cannot read {}: {e}",
+                dir.display()
+            )));
+        }
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let damaged = |why: String| RegistryError::DamagedRecord {
+                path: path.display().to_string(),
+                why,
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| damaged(e.to_string()))?;
+            let record: InstallRecord =
+                toml::from_str(&text).map_err(|e| damaged(e.message().to_string()))?;
+            out.push((path, record));
+        }
+    }
+    out.sort_by(|a, b| a.1.backend.cmp(&b.1.backend));
+    Ok(out)
+}
+
+/// The plugin serving `scheme`, or named `name` (a backend name such as
+/// `s3`, for `inspect`).
+pub fn resolve(dirs: &[PathBuf], scheme_or_name: &str) -> Result<Resolved, RegistryError> {
+    for dir in dirs {
+        for (_, record) in records(dir)? {
+            if record.schemes.iter().any(|s| s == scheme_or_name)
+                || record.backend == scheme_or_name
+            {
+                return Ok(Resolved {
+                    path: dir.join(&record.file),
+                    expected_sha256: Some(record.sha256),
+                });
+            }
+        }
+        let mut names = vec![scheme_or_name];
+        if let Some((_, name)) = BUNDLED_NAMES.iter().find(|(s, _)| *s == scheme_or_name) {
+            names.push(name);
+        }
+        for name in names {
+            let path = dir.join(format!("{name}.wasm"));
+            if path.is_file() {
+                return Ok(Resolved {
+                    path,
+                    expected_sha256: None,
+                });
+            }
+        }
+    }
+    Err(RegistryError::NoPlugin {
+        scheme: scheme_or_name.to_string(),
+        searched: dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// Copies `source` into `dir` as `<backend>.wasm` and writes its record,
+/// both atomically (a concurrent `wal-push` sees the old plugin or the new
+/// one). Another backend's record claiming one of the same schemes in the
+/// same directory is an error: which one would serve it?
+pub fn install(
+    dir: &Path,
+    source: &Path,
+    record: &InstallRecord,
+) -> Result<PathBuf, RegistryError> {
+    let io = |what: &str, e: std::io::Error| RegistryError::Io(format!("{what}: {e}"));
+    for (path, other) in records(dir)? {
+        if other.backend != record.backend
+            && let Some(s) = other.schemes.iter().find(|s| record.schemes.contains(s))
+        {
+            return Err(RegistryError::Io(format!(
+                "{s}:// is already served by plugin {} ({}); remove that record first",
+                other.backend,
+                path.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| io(&format!("cannot create {}", dir.display()), e))?;
+    let target = dir.join(&record.file);
+    let tmp = dir.join(format!(".{}.{}.tmp", record.file, std::process::id()));
+    std::fs::copy(source, &tmp).map_err(|e| {
+        io(
+            &format!("cannot copy {} to {}", source.display(), tmp.display()),
+            e,
+        )
+    })?;
+    std::fs::rename(&tmp, &target)
+        .map_err(|e| io(&format!("cannot install {}", target.display()), e))?;
+    let record_path = dir.join(format!("{}.toml", record.backend));
+    let text = toml::to_string(record).map_err(|e| RegistryError::Io(e.to_string()))?;
+    let tmp = dir.join(format!(
+        ".{}.toml.{}.tmp",
+        record.backend,
+        std::process::id()
+    ));
+    std::fs::write(&tmp, text).map_err(|e| io(&format!("cannot write {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, &record_path)
+        .map_err(|e| io(&format!("cannot write {}", record_path.display()), e))?;
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(backend: &str, schemes: &[&str]) -> InstallRecord {
+        InstallRecord {
+            backend: backend.into(),
+            plugin_version: "1.0.0".into(),
+            contract: "walship:storage@0.1.0".into(),
+            schemes: schemes.iter().map(|s| s.to_string()).collect(),
+            sha256: "ab".repeat(32),
+            file: format!("{backend}.wasm"),
+            installed_at: 0,
+        }
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("walship-registry-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn installed_plugins_come_first_then_bundled_names() {
+        let installed = temp("installed");
+        let bundled = temp("bundled");
+        std::fs::write(bundled.join("fs.wasm"), b"bundled fs").unwrap();
+        std::fs::write(bundled.join("s3.wasm"), b"bundled s3").unwrap();
+        let source = installed.join("src.wasm");
+        std::fs::write(&source, b"my s3").unwrap();
+        install(&installed, &source, &record("mys3", &["s3", "s3x"])).unwrap();
+        let dirs = [installed.clone(), bundled.clone()];
+
+        let s3 = resolve(&dirs, "s3").unwrap();
+        assert_eq!(s3.path, installed.join("mys3.wasm"));
+        assert_eq!(std::fs::read(&s3.path).unwrap(), b"my s3");
+        assert_eq!(
+            s3.expected_sha256.as_deref(),
+            Some("ab".repeat(32).as_str())
+        );
+        assert_eq!(
+            resolve(&dirs, "mys3").unwrap().path,
+            installed.join("mys3.wasm")
+        );
+        let file = resolve(&dirs, "file").unwrap();
+        assert_eq!(
+            (file.path, file.expected_sha256),
+            (bundled.join("fs.wasm"), None)
+        );
+        let err = resolve(&dirs, "gs").unwrap_err().to_string();
+        assert!(err.contains("no storage plugin for gs://"), "{err}");
+
+        // A second backend may not claim a scheme that is already served.
+        let err = install(&installed, &source, &record("other", &["s3x"])).unwrap_err();
+        assert!(
+            err.to_string().contains("already served by plugin mys3"),
+            "{err}"
+        );
+        // The same backend may be reinstalled (an upgrade).
+        install(&installed, &source, &record("mys3", &["s3"])).unwrap();
+        std::fs::remove_dir_all(&installed).unwrap();
+        std::fs::remove_dir_all(&bundled).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_record_is_an_error_not_a_skip() {
+        let dir = temp("damaged");
+        std::fs::write(dir.join("x.toml"), "backend = 3").unwrap();
+        let err = resolve(&[dir.clone()], "x").unwrap_err().to_string();
+        assert!(err.contains("is damaged"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,81 @@
+//! `walship plugin install | list | inspect` with the released binary: an
+//! installed plugin serves the schemes it declares, shows up in the list
+//! before the bundled ones, and is refused once its bytes change.
+
+use walship_e2e::walship::test_plugin;
+use walship_e2e::{Scratch, Walship};
+
+#[test]
+fn install_list_inspect_and_a_tampered_plugin_is_refused() {
+    let scratch = Scratch::new("plugin-management");
+    let plugins = scratch.dir("plugins");
+    let walship = Walship::new()
+        .arg("--cache-dir")
+        .arg(scratch.dir("cache"))
+        .arg("--plugin-dir")
+        .arg(&plugins);
+
+    // Before: no plugin serves broken://, the bundled ones are listed.
+    let store = scratch.dir("store");
+    let prefix = format!("broken://{}", store.display());
+    let missing = walship
+        .clone()
+        .args(["--prefix", &prefix, "st", "ls"])
+        .run();
+    assert_eq!(missing.exit_code(), 1, "{missing}");
+    assert!(
+        missing.stderr.contains("no storage plugin for broken://"),
+        "{missing}"
+    );
+    let list = walship.clone().args(["plugin", "list"]).run().ok();
+    assert!(list.out().contains("bundled"), "{list}");
+    assert!(list.out().lines().any(|l| l.starts_with("s3 ")), "{list}");
+
+    // Install: validated, recorded, and serving its scheme.
+    let install = walship
+        .clone()
+        .args(["plugin", "install"])
+        .arg(test_plugin("broken"))
+        .run()
+        .ok();
+    assert!(install.out().contains("installed broken"), "{install}");
+    assert!(plugins.join("broken.wasm").is_file() && plugins.join("broken.toml").is_file());
+    let list = walship.clone().args(["plugin", "list"]).run().ok();
+    let first = list.out().lines().nth(1).unwrap_or_default();
+    assert!(
+        first.starts_with("broken") && first.contains("installed"),
+        "installed plugins come first:\n{list}"
+    );
+    walship
+        .clone()
+        .args(["--prefix", &prefix, "st", "ls"])
+        .run()
+        .ok();
+    let inspect = walship
+        .clone()
+        .args(["plugin", "inspect", "broken"])
+        .run()
+        .ok();
+    assert!(
+        inspect.out().contains("schemes:         broken"),
+        "{inspect}"
+    );
+    assert!(inspect.out().contains("directory: yes"), "{inspect}");
+
+    // Not a component at all: refused, nothing installed.
+    let junk = scratch.dir("junk").join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let refused = walship.clone().args(["plugin", "install"]).arg(&junk).run();
+    assert_eq!(refused.exit_code(), 1, "{refused}");
+    assert!(!plugins.join("junk.wasm").exists());
+
+    // Tampered: another valid component in its place is refused by sha256.
+    let other = test_plugin("hostile");
+    std::fs::copy(&other, plugins.join("broken.wasm")).unwrap();
+    let tampered = walship.args(["--prefix", &prefix, "st", "ls"]).run();
+    assert_eq!(tampered.exit_code(), 1, "{tampered}");
+    assert!(
+        tampered.stderr.contains("changed since it was installed"),
+        "{tampered}"
+    );
+}
