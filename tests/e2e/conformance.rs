@@ -184,3 +184,23 @@ fn the_s3_plugin_passes_against_s3s_fs_and_an_unbacked_claim_fails() {
         "{claimed}"
     );
 }
+
+/// The 0.1.0 contract is frozen: a plugin binary built against it (the fs
+/// plugin as of the freeze, kept in tests/fixtures) must keep loading and
+/// passing the suite. A change to wit/ that breaks it belongs in a new
+/// contract version beside 0.1.0, not in place.
+#[test]
+fn a_plugin_built_against_contract_0_1_0_still_loads_and_passes() {
+    let fixture =
+        walship_e2e::walship::workspace_root().join("tests/fixtures/fs-plugin-wit-0.1.0.wasm");
+    let scratch = Scratch::new("conformance-wit-0.1.0");
+    let walship = Walship::new()
+        .arg("--prefix")
+        .arg(format!("file://{}", scratch.dir("archive").display()))
+        .arg("--cache-dir")
+        .arg(scratch.dir("cache"));
+    let report = suite(walship.clone(), &fixture.display().to_string());
+    assert!(report.contains("\"failed\":0"), "{report}");
+    let inspect = walship.args(["plugin", "inspect"]).arg(&fixture).run().ok();
+    assert!(inspect.out().contains("walship:storage@0.1.0"), "{inspect}");
+}
