@@ -45,16 +45,20 @@ fn build_template(dir: &Path) -> PathBuf {
     let root = workspace_root();
     // Not a build left in the checkout, nor a wit/ copied there: the
     // repository's own wit/ is the published contract.
-    copy_tree(
-        &root.join("docs/plugin-template"),
-        dir,
-        &["target", "wit", "Cargo.lock"],
-    );
+    copy_tree(&root.join("docs/plugin-template"), dir, &["target", "wit"]);
     copy_tree(&root.join("wit"), &dir.join("wit"), &[]);
 
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        // The template's lock file holds (and so checks) the versions it
+        // was last built with.
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+        ])
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", dir.join("target"));
     // `cargo test` gave this process walship-e2e's package variables; the
