@@ -39,26 +39,13 @@ fn copy_tree(from: &Path, to: &Path, skip: &[&str]) {
     }
 }
 
-/// Builds the template in `dir` (outside the workspace) as its author would;
-/// returns the component.
-fn build_template(dir: &Path) -> PathBuf {
-    let root = workspace_root();
-    // Not a build left in the checkout, nor a wit/ copied there: the
-    // repository's own wit/ is the published contract.
-    copy_tree(&root.join("docs/plugin-template"), dir, &["target", "wit"]);
-    copy_tree(&root.join("wit"), &dir.join("wit"), &[]);
-
+/// Runs cargo in `dir` as the plugin's author would: its own workspace and
+/// target directory, none of this test's package variables. Panics with
+/// cargo's output unless it succeeds without warnings from the template.
+fn cargo(dir: &Path, args: &[&str]) {
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
-        // The template's lock file holds (and so checks) the versions it
-        // was last built with.
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-wasip2",
-        ])
+        .args(args)
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", dir.join("target"));
     // `cargo test` gave this process walship-e2e's package variables; the
@@ -79,23 +66,54 @@ fn build_template(dir: &Path) -> PathBuf {
             cargo.env_remove(key.as_ref());
         }
     }
-    let started = Instant::now();
     let out = cargo.output().expect("run cargo");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         out.status.success(),
-        "the template does not build outside the workspace ({}):\n{stderr}",
+        "`cargo {}` of the template failed outside the workspace ({}):\n{output}",
+        args.join(" "),
         out.status
     );
     assert!(
-        !stderr.contains("`walship-plugin-tmpl` (lib) generated"),
-        "the template builds with warnings:\n{stderr}"
+        !output.contains("`walship-plugin-tmpl` (lib"),
+        "`cargo {}` of the template warns:\n{output}",
+        args.join(" ")
+    );
+}
+
+/// Builds the template in `dir` (outside the workspace) as its author would;
+/// returns the component.
+fn build_template(dir: &Path) -> PathBuf {
+    let root = workspace_root();
+    // Not a build left in the checkout, nor a wit/ copied there: the
+    // repository's own wit/ is the published contract.
+    copy_tree(&root.join("docs/plugin-template"), dir, &["target", "wit"]);
+    copy_tree(&root.join("wit"), &dir.join("wit"), &[]);
+
+    let started = Instant::now();
+    // The template's lock file holds (and so checks) the versions it was
+    // last built with.
+    cargo(
+        dir,
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+        ],
     );
     eprintln!(
         "built the template in {:.1?} in {}",
         started.elapsed(),
         dir.display()
     );
+    // Its unit tests, natively.
+    cargo(dir, &["test", "--release", "--locked"]);
     let component = dir.join(COMPONENT);
     assert!(component.is_file(), "no {}", component.display());
     component

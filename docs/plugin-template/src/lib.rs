@@ -506,3 +506,36 @@ fn no_multipart() -> Error {
 }
 
 export!(Plugin);
+
+// Logic that does not call the bindings runs natively: `cargo test`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_become_the_path_the_host_grants() {
+        let root = |p: &str| parse_prefix(p).map(|r| r.display().to_string());
+        assert_eq!(root("tmpl:///srv/archive").unwrap(), "/srv/archive");
+        assert_eq!(root("tmpl:///srv//a/./b/").unwrap(), "/srv/a/b");
+        for bad in [
+            "tmpl:///",
+            "tmpl://srv/a",
+            "tmpl:///srv/../etc",
+            "file:///srv",
+        ] {
+            assert!(
+                matches!(parse_prefix(bad), Err(Error::InvalidConfig(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_stay_below_the_root() {
+        assert!(check_key("wal/000000010000000000000001").is_ok());
+        assert!(check_key("dir with space/ünïcødé").is_ok());
+        for bad in ["", "/abs", "a//b", "a/../b", "./a", "a/.tmpl-tmp-1"] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+    }
+}
