@@ -120,16 +120,16 @@ fn build_template(dir: &Path) -> PathBuf {
 }
 
 /// `walship plugin install` into a plugin directory of the test's own,
-/// readable by `postgres` (PostgreSQL runs walship as that user); returns the
-/// setting every later command finds the plugin by.
-fn install(scratch: &Scratch, component: &Path) -> Vec<(String, String)> {
+/// readable by `postgres` (PostgreSQL runs walship as that user); returns
+/// that directory, for `WALSHIP_PLUGIN_DIR`.
+fn install(scratch: &Scratch, component: &Path) -> String {
     let dir = scratch.dir("plugins");
     set_mode(&dir, 0o755);
-    let settings = vec![("WALSHIP_PLUGIN_DIR".to_string(), dir.display().to_string())];
+    let dir = dir.display().to_string();
     let walship = Walship::new()
         .arg("--cache-dir")
         .arg(scratch.dir("cache"))
-        .envs(settings.clone());
+        .env("WALSHIP_PLUGIN_DIR", &dir);
     let installed = walship
         .clone()
         .args(["plugin", "install"])
@@ -144,7 +144,7 @@ fn install(scratch: &Scratch, component: &Path) -> Vec<(String, String)> {
             .any(|l| l.starts_with("tmpl ") && l.contains("installed")),
         "{list}"
     );
-    settings
+    dir
 }
 
 #[test]
@@ -152,7 +152,7 @@ fn a_plugin_built_outside_the_tree_archives_and_restores() {
     let scratch = Scratch::new("out-of-tree");
     let template = scratch.dir("template");
     let component = build_template(&template);
-    let settings = install(&scratch, &component);
+    let plugin_dir = install(&scratch, &component);
     // From here on walship has only its installed copy.
     fs::remove_dir_all(template.join("target")).expect("remove the build");
 
@@ -163,7 +163,7 @@ fn a_plugin_built_outside_the_tree_archives_and_restores() {
         .arg(format!("tmpl://{}", suite_dir.display()))
         .arg("--cache-dir")
         .arg(scratch.dir("cache"))
-        .envs(settings.clone())
+        .env("WALSHIP_PLUGIN_DIR", &plugin_dir)
         .args(["plugin", "test", "tmpl"])
         .run();
     assert!(suite.success(), "the template fails the suite:\n{suite}");
@@ -172,10 +172,8 @@ fn a_plugin_built_outside_the_tree_archives_and_restores() {
 
     // PostgreSQL archives through it and recovers from it.
     let store = scratch.postgres_dir("archive", 0o700);
-    let archive = settings.into_iter().fold(
-        WalshipArchive::new(&scratch, format!("tmpl://{}", store.display())),
-        |archive, (key, value)| archive.with_env(&key, value),
-    );
+    let archive = WalshipArchive::new(&scratch, format!("tmpl://{}", store.display()))
+        .with_env("WALSHIP_PLUGIN_DIR", plugin_dir);
     let report = archive_and_recover(&scratch, &archive);
 
     // The objects are plain files, and no temp file was left behind.
