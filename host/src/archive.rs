@@ -348,7 +348,7 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
 
     /// Makes sure the prefix is this cluster's archive, creating the identity
     /// record on an empty prefix.
-    async fn ensure_identity(&mut self, local: &ClusterIdentity) -> Result<(), ArchiveError> {
+    pub async fn ensure_identity(&mut self, local: &ClusterIdentity) -> Result<(), ArchiveError> {
         if self.identities.is_verified(&self.prefix, local) {
             return Ok(());
         }

@@ -14,6 +14,7 @@ mod object_format;
 mod pg_control;
 mod plugin;
 mod plugin_registry;
+mod push_ahead;
 mod retry;
 mod settings;
 mod storage;

@@ -142,12 +142,14 @@ pub fn install(
     std::fs::create_dir_all(dir).map_err(|e| io(&format!("cannot create {}", dir.display()), e))?;
     let target = dir.join(&record.file);
     let tmp = dir.join(format!(".{}.{}.tmp", record.file, std::process::id()));
-    std::fs::copy(source, &tmp).map_err(|e| {
-        io(
-            &format!("cannot copy {} to {}", source.display(), tmp.display()),
-            e,
-        )
-    })?;
+    std::fs::copy(source, &tmp)
+        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+        .map_err(|e| {
+            io(
+                &format!("cannot copy {} to {}", source.display(), tmp.display()),
+                e,
+            )
+        })?;
     std::fs::rename(&tmp, &target)
         .map_err(|e| io(&format!("cannot install {}", target.display()), e))?;
     let record_path = dir.join(format!("{}.toml", record.backend));
@@ -157,9 +159,15 @@ pub fn install(
         record.backend,
         std::process::id()
     ));
-    std::fs::write(&tmp, text).map_err(|e| io(&format!("cannot write {}", tmp.display()), e))?;
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+        .map_err(|e| io(&format!("cannot write {}", tmp.display()), e))?;
     std::fs::rename(&tmp, &record_path)
         .map_err(|e| io(&format!("cannot write {}", record_path.display()), e))?;
+    // The renames are durable once the directory is.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(&format!("cannot sync {}", dir.display()), e))?;
     Ok(target)
 }
 
@@ -233,7 +241,9 @@ mod tests {
     fn a_damaged_record_is_an_error_not_a_skip() {
         let dir = temp("damaged");
         std::fs::write(dir.join("x.toml"), "backend = 3").unwrap();
-        let err = resolve(&[dir.clone()], "x").unwrap_err().to_string();
+        let err = resolve(std::slice::from_ref(&dir), "x")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("is damaged"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -41,6 +41,9 @@ pub struct Settings {
     pub plugin_settings: BTreeMap<String, String>,
     /// Print where each command spent its time (`WALSHIP_TIMINGS=1`).
     pub timings: bool,
+    /// WAL files one `wal-push` uploads at once: the one PostgreSQL asked
+    /// for plus up to this many minus one it has marked ready.
+    pub upload_concurrency: usize,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -66,6 +69,7 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
 pub const DEFAULT_PLUGIN_MEMORY_MIB: usize = 256;
 pub const DEFAULT_PLUGIN_CALL_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_COMPRESSION: Compression = Compression::Zstd;
+pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 4;
 
 /// WAL-G and WAL-E settings that ask for encryption. Ignoring one would store
 /// plaintext where the operator asked for ciphertext.
@@ -283,7 +287,19 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
             expected: why,
         })?;
     }
+    let upload_concurrency = match var("WALSHIP_UPLOAD_CONCURRENCY")
+        .map(|v| ("WALSHIP_UPLOAD_CONCURRENCY", v))
+        .or_else(|| var("WALG_UPLOAD_CONCURRENCY").map(|v| ("WALG_UPLOAD_CONCURRENCY", v)))
+    {
+        None => DEFAULT_UPLOAD_CONCURRENCY,
+        Some((name, v)) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=64).contains(n))
+            .ok_or_else(|| invalid(name, &v, "a number from 1 to 64"))?,
+    };
     Ok(Settings {
+        upload_concurrency,
         ca_file,
         prefix,
         plugin_file,

@@ -67,6 +67,10 @@ impl WalFileName {
         })
     }
 
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
     pub fn kind(&self) -> WalFileKind {
         self.kind
     }

@@ -81,6 +81,14 @@ impl WalshipArchive {
             .join(key)
     }
 
+    /// The environment walship runs with for this archive: the prefix and
+    /// every setting.
+    pub fn settings(&self) -> Vec<(String, String)> {
+        std::iter::once(("WALSHIP_PREFIX".to_string(), self.prefix.clone()))
+            .chain(self.env.iter().cloned())
+            .collect()
+    }
+
     /// A walship command configured for this archive (prefix and settings in
     /// the environment), run as `postgres` like PostgreSQL runs it.
     pub fn walship(&self) -> Walship {

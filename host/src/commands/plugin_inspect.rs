@@ -17,10 +17,17 @@ pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
     println!("features:        {}", info.features.names().join(", "));
     println!("create-only:     {}", create_guarantee(info.features));
     let l = info.limits;
-    println!(
-        "limits:          single put ≤ {} B, parts {}–{} B, ≤ {} parts, ≤ {} keys per delete",
-        l.max_single_put, l.min_part_size, l.max_part_size, l.max_parts, l.max_delete_batch
-    );
+    if info.features.multipart {
+        println!(
+            "limits:          single put ≤ {} B, parts {}–{} B, ≤ {} parts, ≤ {} keys per delete",
+            l.max_single_put, l.min_part_size, l.max_part_size, l.max_parts, l.max_delete_batch
+        );
+    } else {
+        println!(
+            "limits:          single put ≤ {} B (no multipart), ≤ {} keys per delete",
+            l.max_single_put, l.max_delete_batch
+        );
+    }
     if info.config_keys.is_empty() {
         println!("settings:        (none)");
     }

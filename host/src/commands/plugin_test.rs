@@ -21,10 +21,13 @@ pub async fn run(
     let report = conformance::run(&loaded, |info| ctx.plugin_config(info), &options)
         .await
         .map_err(|e| fail(format!("cannot start: {e}")))?;
-    match format {
-        ReportFormat::Human => print!("{}", report.human()),
-        ReportFormat::Json => println!("{}", report.json()),
-    }
+    // A closed pipe (`| head`) is not worth a panic; the exit status still
+    // tells the outcome.
+    let text = match format {
+        ReportFormat::Human => report.human(),
+        ReportFormat::Json => format!("{}\n", report.json()),
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     match report.failed() {
         0 => Ok(()),
         n => Err(fail(format!(
