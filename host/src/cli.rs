@@ -64,6 +64,13 @@ pub enum Command {
         /// Where to put it (%p)
         destination: PathBuf,
     },
+    /// Download the segments after NAME into the prefetch directory (started
+    /// by wal-fetch in the background; not for direct use)
+    #[command(hide = true)]
+    WalPrefetch {
+        /// The segment recovery asked for last
+        name: String,
+    },
     /// Raw object operations through the storage plugin (no archive format)
     #[command(name = "st", subcommand)]
     Storage(StorageCommand),

@@ -14,6 +14,7 @@ mod object_format;
 mod pg_control;
 mod plugin;
 mod plugin_registry;
+mod prefetch;
 mod push_ahead;
 mod retry;
 mod settings;
@@ -107,6 +108,7 @@ async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
         Command::WalFetch { name, destination } => {
             commands::wal_fetch::run(ctx, name, destination).await
         }
+        Command::WalPrefetch { name } => commands::wal_prefetch::run(ctx, name).await,
         Command::Storage(op) => commands::storage_ops::run(ctx, op).await,
         Command::Plugin(PluginCommand::Inspect {
             file_or_scheme: plugin,

@@ -44,6 +44,10 @@ pub struct Settings {
     /// WAL files one `wal-push` uploads at once: the one PostgreSQL asked
     /// for plus up to this many minus one it has marked ready.
     pub upload_concurrency: usize,
+    /// Segments `wal-fetch` has downloaded ahead of recovery (0: off).
+    pub download_concurrency: usize,
+    /// The settings file, if any: handed on to processes walship starts.
+    pub config_path: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -70,6 +74,7 @@ pub const DEFAULT_PLUGIN_MEMORY_MIB: usize = 256;
 pub const DEFAULT_PLUGIN_CALL_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_COMPRESSION: Compression = Compression::Zstd;
 pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 4;
+pub const DEFAULT_DOWNLOAD_CONCURRENCY: usize = 4;
 
 /// WAL-G and WAL-E settings that ask for encryption. Ignoring one would store
 /// plaintext where the operator asked for ciphertext.
@@ -287,19 +292,30 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
             expected: why,
         })?;
     }
-    let upload_concurrency = match var("WALSHIP_UPLOAD_CONCURRENCY")
-        .map(|v| ("WALSHIP_UPLOAD_CONCURRENCY", v))
-        .or_else(|| var("WALG_UPLOAD_CONCURRENCY").map(|v| ("WALG_UPLOAD_CONCURRENCY", v)))
-    {
-        None => DEFAULT_UPLOAD_CONCURRENCY,
-        Some((name, v)) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=64).contains(n))
-            .ok_or_else(|| invalid(name, &v, "a number from 1 to 64"))?,
+    let count = |names: [&str; 2], default: usize, min: usize| -> Result<usize, SettingsError> {
+        match names.iter().find_map(|n| Some((*n, var(n)?))) {
+            None => Ok(default),
+            Some((name, v)) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (min..=64).contains(n))
+                .ok_or_else(|| invalid(name, &v, &format!("a number from {min} to 64"))),
+        }
     };
+    let upload_concurrency = count(
+        ["WALSHIP_UPLOAD_CONCURRENCY", "WALG_UPLOAD_CONCURRENCY"],
+        DEFAULT_UPLOAD_CONCURRENCY,
+        1,
+    )?;
+    let download_concurrency = count(
+        ["WALSHIP_DOWNLOAD_CONCURRENCY", "WALG_DOWNLOAD_CONCURRENCY"],
+        DEFAULT_DOWNLOAD_CONCURRENCY,
+        0,
+    )?;
     Ok(Settings {
         upload_concurrency,
+        download_concurrency,
+        config_path: config_path.clone(),
         ca_file,
         prefix,
         plugin_file,

@@ -71,6 +71,36 @@ impl WalFileName {
         &self.name
     }
 
+    /// The `count` segments after this one on its timeline, as recovery
+    /// will ask for them (empty for anything but a segment).
+    pub fn next_segments(&self, count: usize, segment_size: u32) -> Vec<WalFileName> {
+        let WalFileKind::Segment {
+            timeline,
+            segment_no,
+        } = self.kind
+        else {
+            return Vec::new();
+        };
+        let per_log = 0x1_0000_0000u64 / u64::from(segment_size.max(1));
+        let (mut log, mut seg) = (segment_no >> 32, segment_no & 0xFFFF_FFFF);
+        (0..count)
+            .map(|_| {
+                seg += 1;
+                if seg >= per_log {
+                    seg = 0;
+                    log += 1;
+                }
+                WalFileName {
+                    name: format!("{timeline:08X}{log:08X}{seg:08X}"),
+                    kind: WalFileKind::Segment {
+                        timeline,
+                        segment_no: (log << 32) | seg,
+                    },
+                }
+            })
+            .collect()
+    }
+
     pub fn kind(&self) -> WalFileKind {
         self.kind
     }
@@ -171,6 +201,32 @@ mod tests {
         ] {
             assert!(WalFileName::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn next_segments_roll_over_the_log_number_by_segment_size() {
+        let names = |s: &str, n: usize, size: u32| -> Vec<String> {
+            WalFileName::parse(s)
+                .unwrap()
+                .next_segments(n, size)
+                .iter()
+                .map(|w| w.as_str().to_string())
+                .collect()
+        };
+        assert_eq!(
+            names("0000000200000001000000FE", 3, 16 << 20),
+            [
+                "0000000200000001000000FF",
+                "000000020000000200000000",
+                "000000020000000200000001"
+            ]
+        );
+        // 1 GiB segments: four per log number.
+        assert_eq!(
+            names("000000010000000000000003", 1, 1 << 30),
+            ["000000010000000100000000"]
+        );
+        assert!(names("00000002.history", 3, 16 << 20).is_empty());
     }
 
     #[test]

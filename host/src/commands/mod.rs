@@ -6,6 +6,7 @@ pub mod plugin_install;
 pub mod plugin_test;
 pub mod storage_ops;
 pub mod wal_fetch;
+pub mod wal_prefetch;
 pub mod wal_push;
 
 use std::path::PathBuf;

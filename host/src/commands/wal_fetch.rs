@@ -18,11 +18,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{Context, EXIT_FAILURE, EXIT_STOP_RECOVERY, Failure};
+use super::{Context, EXIT_FAILURE, EXIT_STOP_RECOVERY, Failure, wal_prefetch};
 use crate::archive::{Archive, ArchiveError};
 use crate::identity::IdentityCache;
 use crate::logging::{LogLevelFilter, log_line};
 use crate::pg_control::read_cluster_identity;
+use crate::prefetch::PrefetchDir;
 use crate::retry::Retrying;
 use crate::wal_name::WalFileName;
 
@@ -44,6 +45,29 @@ pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Fa
     let local = read_cluster_identity(&ctx.cwd).ok();
 
     let prefix = ctx.prefix().map_err(|e| real_error(format!("{e:#}")))?;
+
+    // Downloaded ahead, verified, by the prefetcher an earlier call started:
+    // a rename. Its page header is checked once more against this cluster.
+    let prefetch_on = ctx.settings.download_concurrency > 0 && name.has_page_header();
+    if prefetch_on && let Some(local) = &local {
+        let prefetch = PrefetchDir::new(&ctx.cwd, prefix);
+        if let Some(leading) = prefetch.leading(&name, 64) {
+            if wal_prefetch::belongs_here(&leading, &name, local)
+                && prefetch.take(&name, destination).unwrap_or(false)
+            {
+                if ctx.settings.log_level >= LogLevelFilter::Info {
+                    log_line(
+                        LogLevelFilter::Info,
+                        &format!("{name} restored from {prefix} (prefetched)"),
+                    );
+                }
+                wal_prefetch::spawn(ctx, &name, prefix);
+                return Ok(());
+            }
+            prefetch.discard(&name);
+        }
+    }
+
     let plugin = ctx
         .load_plugin()
         .map_err(|e| real_error(format!("{e:#}")))?;
@@ -71,6 +95,9 @@ pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Fa
     };
     write_into_place(destination, &bytes)
         .map_err(|e| real_error(format!("cannot write {}: {e}", destination.display())))?;
+    if prefetch_on && local.is_some() {
+        wal_prefetch::spawn(ctx, &name, prefix);
+    }
     if ctx.settings.log_level >= LogLevelFilter::Info {
         log_line(
             LogLevelFilter::Info,

@@ -1,0 +1,157 @@
+//! Restore ahead of PostgreSQL: after `wal-fetch` serves a segment, a
+//! detached `walship wal-prefetch` downloads the next segments of the same
+//! timeline into `pg_wal/walship_prefetch/<archive>/`, each verified (the
+//! object's BLAKE3 and the segment's page header) before it is renamed into
+//! place. PostgreSQL's next `wal-fetch` then only renames a file.
+//!
+//! What is never served: a partial file (downloads go to a temporary name
+//! first), a file of another archive (each prefix has its own directory), a
+//! file of another name (the exact name is looked up, so another timeline's
+//! segment can never stand in), and anything older than what recovery asked
+//! for last (cleared on every call).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::wal_name::WalFileName;
+
+pub struct PrefetchDir {
+    dir: PathBuf,
+}
+
+impl PrefetchDir {
+    /// The prefetch directory for `prefix` in the data directory `data_dir`.
+    pub fn new(data_dir: &Path, prefix: &str) -> Self {
+        let key = blake3::hash(prefix.as_bytes()).to_hex();
+        Self {
+            dir: data_dir.join("pg_wal/walship_prefetch").join(&key[..16]),
+        }
+    }
+
+    fn path_of(&self, name: &WalFileName) -> PathBuf {
+        self.dir.join(name.as_str())
+    }
+
+    /// Moves a prefetched `name` to `destination` (a rename within pg_wal).
+    /// `Ok(false)` when there is none.
+    pub fn take(&self, name: &WalFileName, destination: &Path) -> std::io::Result<bool> {
+        match std::fs::rename(self.path_of(name), destination) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The first bytes of a prefetched file, to check its page header
+    /// before it is served.
+    pub fn leading(&self, name: &WalFileName, len: usize) -> Option<Vec<u8>> {
+        use std::io::Read;
+        let mut buf = vec![0u8; len];
+        let mut f = File::open(self.path_of(name)).ok()?;
+        f.read_exact(&mut buf).ok()?;
+        Some(buf)
+    }
+
+    /// Removes a prefetched file that failed its check.
+    pub fn discard(&self, name: &WalFileName) {
+        let _ = std::fs::remove_file(self.path_of(name));
+    }
+
+    /// Removes every finished file not in `keep` (older segments, other
+    /// timelines), and temporary files a killed prefetcher left behind.
+    pub fn clean(&self, keep: &[WalFileName]) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let keep_it = if name.starts_with('.') {
+                // Temporary files and the lock: only stale ones go.
+                name == ".lock"
+                    || entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() < 600))
+            } else {
+                keep.iter().any(|k| k.as_str() == name)
+            };
+            if !keep_it {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Of `names`, those not prefetched yet.
+    pub fn missing(&self, names: &[WalFileName]) -> Vec<WalFileName> {
+        names
+            .iter()
+            .filter(|n| !self.path_of(n).exists())
+            .cloned()
+            .collect()
+    }
+
+    /// One prefetcher per archive at a time: an exclusive lock held while
+    /// this value lives. `None` if another prefetcher holds it.
+    pub fn lock(&self) -> std::io::Result<Option<File>> {
+        std::fs::create_dir_all(&self.dir)?;
+        let file = File::create(self.dir.join(".lock"))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// Stores verified bytes: temporary name first, then a rename, so a
+    /// reader sees the whole file or none.
+    pub fn store(&self, name: &WalFileName, bytes: &[u8]) -> std::io::Result<()> {
+        let tmp = self
+            .dir
+            .join(format!(".{}.{}.tmp", name.as_str(), std::process::id()));
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, self.path_of(name)).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> WalFileName {
+        WalFileName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn take_moves_only_the_exact_name_of_this_archive() {
+        let data = std::env::temp_dir().join(format!("walship-prefetch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir_all(data.join("pg_wal")).unwrap();
+        let p = PrefetchDir::new(&data, "s3://b/one");
+        let other = PrefetchDir::new(&data, "s3://b/two");
+        let _lock = p.lock().unwrap().expect("first lock");
+        assert!(p.lock().unwrap().is_none(), "one prefetcher at a time");
+        let seg = name("000000010000000000000005");
+        p.store(&seg, b"segment five").unwrap();
+        let dest = data.join("pg_wal/RECOVERYXLOG");
+        assert!(!other.take(&seg, &dest).unwrap(), "another archive's file");
+        assert!(
+            !p.take(&name("000000020000000000000005"), &dest).unwrap(),
+            "another timeline"
+        );
+        assert!(p.take(&seg, &dest).unwrap());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"segment five");
+        assert!(!p.take(&seg, &dest).unwrap(), "taken once");
+
+        let (six, seven) = (
+            name("000000010000000000000006"),
+            name("000000010000000000000007"),
+        );
+        p.store(&six, b"6").unwrap();
+        p.store(&seven, b"7").unwrap();
+        p.clean(std::slice::from_ref(&seven));
+        assert_eq!(p.missing(&[six.clone(), seven.clone()]), [six]);
+        std::fs::remove_dir_all(&data).unwrap();
+    }
+}
