@@ -80,6 +80,22 @@ impl<'p> Suite<'p> {
         });
     }
 
+    /// Runs `check` if the plugin claims what it tests (`when`), else
+    /// records it as skipped with `why_not`.
+    async fn record_if(
+        &mut self,
+        when: bool,
+        why_not: &str,
+        name: &'static str,
+        check: impl AsyncFnOnce(&mut Self) -> Check,
+    ) {
+        if when {
+            self.record(name, check).await;
+        } else {
+            self.skip(name, why_not);
+        }
+    }
+
     fn skip(&mut self, name: &'static str, why: &str) {
         self.results.push(CheckResult {
             name,
@@ -138,71 +154,47 @@ impl<'p> Suite<'p> {
         })
         .await;
 
-        if f.create_only {
-            self.record(
-                "create-only: a second create is already-exists, the first object kept",
-                async |s| s.create_only().await,
-            )
-            .await;
-        } else {
-            self.skip(
-                "create-only: a second create is already-exists, the first object kept",
-                "not claimed (create-only)",
-            );
-        }
-        if f.atomic_create_only {
-            self.record(
-                "create-only: of concurrent creates of one key exactly one wins",
-                async |s| s.concurrent_creates().await,
-            )
-            .await;
-        } else {
-            self.skip(
-                "create-only: of concurrent creates of one key exactly one wins",
-                "not claimed (atomic-create-only)",
-            );
-        }
-        if f.ranged_get {
-            self.record("ranged get: middle, to the end, past the end", async |s| {
-                s.ranged_get().await
-            })
-            .await;
-        } else {
-            self.skip(
-                "ranged get: middle, to the end, past the end",
-                "not claimed (ranged-get)",
-            );
-        }
+        self.record_if(
+            f.create_only,
+            "not claimed (create-only)",
+            "create-only: a second create is already-exists, the first object kept",
+            async |s| s.create_only().await,
+        )
+        .await;
+        self.record_if(
+            f.atomic_create_only,
+            "not claimed (atomic-create-only)",
+            "create-only: of concurrent creates of one key exactly one wins",
+            async |s| s.concurrent_creates().await,
+        )
+        .await;
+        self.record_if(
+            f.ranged_get,
+            "not claimed (ranged-get)",
+            "ranged get: middle, to the end, past the end",
+            async |s| s.ranged_get().await,
+        )
+        .await;
 
         self.record(
             "list: pages hold every key once, in byte order, none skipped",
             async |s| s.list_pagination().await,
         )
         .await;
-        if f.list_delimiter {
-            self.record(
-                "list: a delimiter groups keys into common prefixes",
-                async |s| s.list_delimiter().await,
-            )
-            .await;
-        } else {
-            self.skip(
-                "list: a delimiter groups keys into common prefixes",
-                "not claimed (list-delimiter)",
-            );
-        }
-        if f.list_start_after {
-            self.record(
-                "list: start-after skips up to and including the key",
-                async |s| s.list_start_after().await,
-            )
-            .await;
-        } else {
-            self.skip(
-                "list: start-after skips up to and including the key",
-                "not claimed (list-start-after)",
-            );
-        }
+        self.record_if(
+            f.list_delimiter,
+            "not claimed (list-delimiter)",
+            "list: a delimiter groups keys into common prefixes",
+            async |s| s.list_delimiter().await,
+        )
+        .await;
+        self.record_if(
+            f.list_start_after,
+            "not claimed (list-start-after)",
+            "list: start-after skips up to and including the key",
+            async |s| s.list_start_after().await,
+        )
+        .await;
         self.record(
             "delete: many keys at once; missing keys are no failure",
             async |s| s.delete_many().await,
@@ -233,29 +225,23 @@ impl<'p> Suite<'p> {
             );
         }
 
-        if self.bad_credentials.is_some() {
-            self.record("errors: wrong credentials are unauthenticated", async |s| {
-                s.bad_credentials().await
-            })
-            .await;
-        } else {
-            self.skip(
-                "errors: wrong credentials are unauthenticated",
-                "the configuration has no secrets",
-            );
-        }
-        if self.store.grants().endpoints.is_empty() && self.store.grants().directories.is_empty() {
-            self.skip(
-                "sandbox: without its grants the plugin reaches nothing",
-                "the plugin asks for no grants",
-            );
-        } else {
-            self.record(
-                "sandbox: without its grants the plugin reaches nothing",
-                async |s| s.no_grants_no_access().await,
-            )
-            .await;
-        }
+        let has_secrets = self.bad_credentials.is_some();
+        self.record_if(
+            has_secrets,
+            "the configuration has no secrets",
+            "errors: wrong credentials are unauthenticated",
+            async |s| s.bad_credentials().await,
+        )
+        .await;
+        let grants = self.store.grants();
+        let granted = !(grants.endpoints.is_empty() && grants.directories.is_empty());
+        self.record_if(
+            granted,
+            "the plugin asks for no grants",
+            "sandbox: without its grants the plugin reaches nothing",
+            async |s| s.no_grants_no_access().await,
+        )
+        .await;
 
         let r = timed(
             "isolation: objects of other prefixes are untouched",
