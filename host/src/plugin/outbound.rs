@@ -235,7 +235,14 @@ fn tls_error(e: std::io::Error) -> HttpError {
 /// Checks that `ca_file` holds at least one certificate, so a bad setting is
 /// reported once, up front, instead of as a failed TLS handshake.
 pub fn check_ca_file(ca_file: &Path) -> Result<(), String> {
-    tls_config(Some(ca_file)).map(|_| ())
+    // Only the file: the bundled roots are added when a request needs TLS.
+    if read_ca_file(ca_file)?.is_empty() {
+        return Err(format!(
+            "CA file {} holds no certificate (WALSHIP_CA_FILE / WALG_S3_CA_CERT_FILE)",
+            ca_file.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The bundled Mozilla roots, plus every certificate in `ca_file`.
@@ -290,6 +297,9 @@ mod tests {
         std::fs::write(&empty, "not a certificate\n").unwrap();
         let err = tls_config(Some(&empty)).unwrap_err();
         assert!(err.contains("no usable certificate"), "{err}");
+        let err = check_ca_file(&empty).unwrap_err();
+        assert!(err.contains("holds no certificate"), "{err}");
+        assert!(check_ca_file(Path::new("/nonexistent/ca.pem")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
