@@ -13,6 +13,9 @@
 //!    through the plugin against object_store's native client.
 //!
 //! Prints figures; asserts nothing (tests assert behaviour, not timings).
+//!
+//! `cargo xtask bench -- peers [--segments N]` runs the side-by-side
+//! comparison with pgBackRest, barman-cloud and `cp` instead (`peers.rs`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,11 +25,18 @@ use std::time::{Duration, Instant};
 use walship_e2e::walship::walship_bin;
 use walship_e2e::{Cluster, Scratch};
 
+mod peers;
 mod s3;
 
 const RUNS: usize = 12;
 
 fn main() {
+    // `cargo xtask bench -- peers` passes the `--` along.
+    let args: Vec<String> = std::env::args().skip(1).skip_while(|a| a == "--").collect();
+    if args.first().map(String::as_str) == Some("peers") {
+        peers::main(&args[1..]);
+        return;
+    }
     let scratch = Scratch::new("bench");
     let mut cluster = Cluster::init(&scratch, "bench");
     // Keep the finished segments around to measure them.
