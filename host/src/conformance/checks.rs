@@ -64,6 +64,12 @@ fn outcome(result: Check) -> Outcome {
 const SENTINEL: &str = "sentinel";
 const LIST_KEYS: usize = 23;
 const CONCURRENT_CREATES: usize = 6;
+/// Races per check: one race can happen to serialize on a store that does
+/// not enforce create-only; several rarely all do.
+const RACE_ROUNDS: usize = 4;
+/// Big enough that writing it takes a moment, widening the window a
+/// check-then-write store leaves open.
+const RACE_OBJECT: usize = 256 << 10;
 
 impl<'p> Suite<'p> {
     pub fn store_features(&self) -> Features {
@@ -408,45 +414,59 @@ impl<'p> Suite<'p> {
     }
 
     async fn concurrent_creates(&mut self) -> Check {
-        let k = key("create/raced");
         let mut racers: Vec<Store<'p>> = (0..CONCURRENT_CREATES)
             .map_while(|_| self.store.worker())
             .collect();
         if racers.len() < 2 {
             return Err("the store offers no second instance to race with".into());
         }
+        // Each racer's first call starts its plugin instance; do that first,
+        // so the creates below really leave together.
+        for racer in &mut racers {
+            let _ = racer.head(&key("create/warm-up")).await;
+        }
+        for round in 0..RACE_ROUNDS {
+            self.race(&mut racers, &key(&format!("create/raced-{round}")), round)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Every racer creates `k` at once, each with its own bytes: exactly one
+    /// may win, the others must be told already-exists, and the stored bytes
+    /// must be the winner's.
+    async fn race(&mut self, racers: &mut [Store<'p>], k: &Key, round: usize) -> Check {
+        let body = |i: usize| pattern(RACE_OBJECT, (10 * round + i) as u8);
         let attempts = racers.iter_mut().enumerate().map(|(i, s)| {
-            let k = &k;
-            async move {
-                let data = pattern(5000, 10 + i as u8);
-                (i, s.put(k, &data, &PutOptions::create_only()).await)
-            }
+            let data = body(i);
+            async move { (i, s.put(k, &data, &PutOptions::create_only()).await) }
         });
         let results = futures::future::join_all(attempts).await;
-        let winners: Vec<usize> = results
-            .iter()
-            .filter(|(_, r)| r.is_ok())
-            .map(|(i, _)| *i)
-            .collect();
         if let Some((_, r)) = results
             .iter()
             .find(|(_, r)| !matches!(r, Ok(_) | Err(StorageError::AlreadyExists(_))))
         {
             return Err(unexpected("a losing create should be already-exists", r));
         }
+        let winners: Vec<usize> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(i, _)| *i)
+            .collect();
         let [winner] = winners[..] else {
             return Err(format!(
-                "{} of {} concurrent creates succeeded",
+                "{} of {} concurrent creates succeeded (round {})",
                 winners.len(),
-                results.len()
+                results.len(),
+                round + 1
             ));
         };
         let (_, got) = self
             .store
-            .get(&k, None)
+            .get(k, None)
             .await
             .map_err(|e| format!("get {k}: {e}"))?;
-        if got != pattern(5000, 10 + winner as u8) {
+        if got != body(winner) {
             return Err("the stored object is not the winner's".into());
         }
         Ok(())
