@@ -6,10 +6,11 @@
 //! with their own CA. wasmtime-wasi-http's default sender only knows the
 //! bundled roots, hence this module.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -35,6 +36,20 @@ pub type Sent = (
 pub struct Outbound {
     ca_file: Option<PathBuf>,
     tls: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
+    /// Open connections per endpoint, for the next request to the same
+    /// place: a process pushing several files makes several requests to one
+    /// store, and a TCP (and TLS) handshake per request costs more than the
+    /// request itself on a near store.
+    idle: Mutex<HashMap<PoolKey, Vec<Sender>>>,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<WasiBody>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    tls: bool,
+    host: String,
+    port: u16,
 }
 
 impl Outbound {
@@ -42,7 +57,23 @@ impl Outbound {
         Arc::new(Self {
             ca_file,
             tls: OnceLock::new(),
+            idle: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A pooled connection to `key` that can take a request now. Closed ones
+    /// are dropped; busy ones (a response body still being read) stay.
+    fn take_idle(&self, key: &PoolKey) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let senders = idle.get_mut(key)?;
+        senders.retain(|s| !s.is_closed());
+        let ready = senders.iter().position(|s| s.is_ready())?;
+        Some(senders.swap_remove(ready))
+    }
+
+    fn put_idle(&self, key: PoolKey, sender: Sender) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.entry(key).or_default().push(sender);
     }
 
     fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
@@ -67,31 +98,59 @@ impl Outbound {
             .trim_end_matches(']')
             .to_string();
 
-        let tcp =
-            match tokio::time::timeout(timeouts.connect, TcpStream::connect((host.as_str(), port)))
-                .await
-            {
-                Err(_) => return Err(HttpError::ConnectionTimeout),
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    return Err(HttpError::ConnectionRefused);
-                }
-                Ok(Err(e)) => return Err(HttpError::Connect(e)),
-                Ok(Ok(s)) => s,
-            };
-        let _ = tcp.set_nodelay(true);
-
         // The request line carries only path and query (no proxy here).
         *request.uri_mut() = http::Uri::builder()
             .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
             .build()
             .map_err(|_| HttpError::HttpRequestUriInvalid)?;
 
-        if tls {
+        let key = PoolKey { tls, host, port };
+        let mut sender = match self.take_idle(&key) {
+            Some(sender) => sender,
+            None => self.connect(&key, timeouts).await?,
+        };
+        let response = tokio::time::timeout(timeouts.first_byte, sender.send_request(request))
+            .await
+            .map_err(|_| HttpError::ConnectionReadTimeout)?
+            .map_err(connection_error)?;
+        // Ready again once the guest has read this response's body.
+        self.put_idle(key, sender);
+        let response = response.map(|incoming| {
+            BetweenBytes {
+                inner: incoming,
+                limit: timeouts.between_bytes,
+                timer: Box::pin(tokio::time::sleep(timeouts.between_bytes)),
+            }
+            .boxed_unsync()
+        });
+        // How the body went out shows in the response (or its error); the
+        // connection itself lives on for the next request.
+        Ok((response, Box::new(async { Ok(()) })))
+    }
+
+    /// A new HTTP/1.1 connection (TCP, then TLS for https), driven by a task
+    /// of its own until the server or this process closes it.
+    async fn connect(&self, key: &PoolKey, timeouts: HttpTimeouts) -> Result<Sender, HttpError> {
+        let tcp = match tokio::time::timeout(
+            timeouts.connect,
+            TcpStream::connect((key.host.as_str(), key.port)),
+        )
+        .await
+        {
+            Err(_) => return Err(HttpError::ConnectionTimeout),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(HttpError::ConnectionRefused);
+            }
+            Ok(Err(e)) => return Err(HttpError::Connect(e)),
+            Ok(Ok(s)) => s,
+        };
+        let _ = tcp.set_nodelay(true);
+        if key.tls {
             let config = self.tls_config().map_err(|why| {
                 crate::logging::log_line(crate::logging::LogLevelFilter::Error, &why);
                 HttpError::ConfigurationError
             })?;
-            let name = server_name(&host)?;
+            let name = server_name(&key.host)?;
             let stream = tokio::time::timeout(
                 timeouts.connect,
                 tokio_rustls::TlsConnector::from(config).connect(name, tcp),
@@ -99,53 +158,26 @@ impl Outbound {
             .await
             .map_err(|_| HttpError::ConnectionTimeout)?
             .map_err(tls_error)?;
-            exchange(stream, request, timeouts).await
+            handshake(stream, timeouts).await
         } else {
-            exchange(tcp, request, timeouts).await
+            handshake(tcp, timeouts).await
         }
     }
 }
 
-/// One request on a fresh HTTP/1.1 connection.
-async fn exchange<S>(
-    stream: S,
-    request: http::Request<WasiBody>,
-    timeouts: HttpTimeouts,
-) -> Result<Sent, HttpError>
+async fn handshake<S>(stream: S, timeouts: HttpTimeouts) -> Result<Sender, HttpError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let (mut sender, connection) = tokio::time::timeout(
+    let (sender, connection) = tokio::time::timeout(
         timeouts.connect,
         hyper::client::conn::http1::handshake(TokioIo::new(stream)),
     )
     .await
     .map_err(|_| HttpError::ConnectionTimeout)?
     .map_err(connection_error)?;
-    // The connection runs beside us; its outcome (how the request body went)
-    // is what the second half of `Sent` reports.
-    let connection = tokio::spawn(connection);
-    let response = tokio::time::timeout(timeouts.first_byte, sender.send_request(request))
-        .await
-        .map_err(|_| HttpError::ConnectionReadTimeout)?
-        .map_err(connection_error)?;
-    let response = response.map(|incoming| {
-        BetweenBytes {
-            inner: incoming,
-            limit: timeouts.between_bytes,
-            timer: Box::pin(tokio::time::sleep(timeouts.between_bytes)),
-        }
-        .boxed_unsync()
-    });
-    let io = async move {
-        match connection.await {
-            Ok(result) => result.map_err(connection_error),
-            Err(_) => Err(HttpError::InternalError(Some(
-                "HTTP connection task ended abnormally".into(),
-            ))),
-        }
-    };
-    Ok((response, Box::new(io)))
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 /// A response body that fails if the server goes quiet for too long.
