@@ -23,7 +23,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use walship_e2e::emulators::{S3Access, S3sFs};
 use walship_e2e::pg::segment_number;
 use walship_e2e::walship::walship_bin;
-use walship_e2e::{Archive, Cluster, Scratch};
+use walship_e2e::{Archive, Cluster, Scratch, random_bytes};
 
 const SEGMENTS: u64 = 64;
 const SEGMENT_MIB: f64 = 16.0;
@@ -126,7 +126,7 @@ fn median_ms(mut v: Vec<Duration>) -> f64 {
 
 fn plugin_against_native(scratch: &Scratch, s3: &S3sFs) {
     let access = s3.access();
-    let data = incompressible(OBJECT_BYTES);
+    let data = random_bytes(OBJECT_BYTES, 0x9e37_79b9_7f4a_7c15);
     let dir = scratch.dir("s3-object");
     let file = dir.join("object.bin");
     std::fs::write(&file, &data).expect("write object file");
@@ -242,18 +242,4 @@ fn native(access: &S3Access, data: &[u8]) -> (Vec<Duration>, Vec<Duration>) {
         }
         (put, get)
     })
-}
-
-/// Bytes that do not compress (xorshift64*).
-fn incompressible(len: usize) -> Vec<u8> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }

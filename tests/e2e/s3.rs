@@ -23,7 +23,7 @@ use walship_e2e::pg::{WAIT_TIMEOUT, free_port};
 use walship_e2e::pitr::{MIN_SEGMENTS, archive_and_recover};
 use walship_e2e::scratch::set_mode;
 use walship_e2e::walship::{OBJECT_HEADER_LEN, OBJECT_MAGIC};
-use walship_e2e::{Archive, Cluster, Outcome, Run, Scratch, WalshipArchive};
+use walship_e2e::{Archive, Cluster, Outcome, Run, Scratch, WalshipArchive, random_bytes};
 
 const MIB: usize = 1024 * 1024;
 
@@ -90,20 +90,6 @@ fn assert_mentions(out: &Outcome, text: &str) {
         out.stderr.to_lowercase().contains(&text.to_lowercase()),
         "expected stderr to mention {text:?}:\n{out}"
     );
-}
-
-/// Bytes that do not compress and repeat nowhere (xorshift64*).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// The whole archive-and-recover scenario of the file backend, through S3,

@@ -42,3 +42,18 @@ pub use pg::{Cluster, InitOptions};
 pub use process::{Outcome, Run, RunAs};
 pub use scratch::Scratch;
 pub use walship::Walship;
+
+/// `len` bytes that do not compress and repeat nowhere (xorshift64*), the
+/// same for the same `seed`: test objects whose size is what is stored.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
