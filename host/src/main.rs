@@ -8,6 +8,7 @@ mod archive;
 mod cli;
 mod commands;
 mod conformance;
+mod file_write;
 mod identity;
 mod logging;
 mod object_format;

@@ -105,13 +105,7 @@ impl PrefetchDir {
     /// Stores verified bytes: temporary name first, then a rename, so a
     /// reader sees the whole file or none.
     pub fn store(&self, name: &WalFileName, bytes: &[u8]) -> std::io::Result<()> {
-        let tmp = self
-            .dir
-            .join(format!(".{}.{}.tmp", name.as_str(), std::process::id()));
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, self.path_of(name)).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
+        crate::file_write::write_into_place(&self.path_of(name), bytes)
     }
 }
 

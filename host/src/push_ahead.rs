@@ -103,11 +103,7 @@ impl StatusDir {
             prefix: prefix.to_string(),
             content,
         };
-        let tmp = self
-            .dir
-            .join(format!(".{}.{}.tmp", name.as_str(), std::process::id()));
-        std::fs::write(&tmp, marker.to_text())?;
-        std::fs::rename(&tmp, self.marker_path(name))
+        crate::file_write::write_into_place(&self.marker_path(name), marker.to_text().as_bytes())
     }
 
     /// The next files PostgreSQL has marked ready, oldest first as its

@@ -15,11 +15,11 @@
 //! Nothing partial ever appears at `%p`: the file is written under a
 //! temporary name in the same directory and renamed once complete.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{Context, EXIT_FAILURE, EXIT_STOP_RECOVERY, Failure, wal_prefetch};
 use crate::archive::{Archive, ArchiveError};
+use crate::file_write::write_into_place;
 use crate::identity::IdentityCache;
 use crate::logging::{LogLevelFilter, log_line};
 use crate::pg_control::read_cluster_identity;
@@ -112,44 +112,5 @@ pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Fa
             plugin.load_path
         );
     }
-    Ok(())
-}
-
-/// Removes the temporary file unless it was renamed into place, including
-/// when the command is cancelled (its future dropped) by a signal or deadline.
-struct TempFile(Option<PathBuf>);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
-fn write_into_place(destination: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = destination
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = destination
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("destination has no file name"))?;
-    let tmp_path = dir.join(format!(
-        ".{}.walship-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut guard = TempFile(Some(tmp_path.clone()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp_path)?;
-    f.write_all(bytes)?;
-    // No fsync: PostgreSQL reads the file right away and fetches it again if
-    // the machine crashes during recovery.
-    drop(f);
-    std::fs::rename(&tmp_path, destination)?;
-    guard.0 = None;
     Ok(())
 }
