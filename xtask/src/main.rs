@@ -133,20 +133,18 @@ fn target_dir() -> PathBuf {
 /// The native packages, built together. `test` runs `cargo test` over the
 /// same set, so cargo resolves the same features for shared dependencies and
 /// reuses this build instead of compiling wasmtime's TLS stack a second time.
-/// Plugins are wasm-only (their exports do not link as a native cdylib); the
+/// Named one by one (not `--workspace`), so a new plugin crate needs no entry
+/// here. Plugins are wasm-only (their exports do not link as a native cdylib); the
 /// fs plugin's own unit tests run natively in a separate invocation.
 const NATIVE_SET: &[&str] = &[
-    "--workspace",
-    "--exclude",
-    "walship-test-plugin-hostile",
-    "--exclude",
-    "walship-test-plugin-broken",
-    "--exclude",
-    "walship-plugin-fs",
-    "--exclude",
-    "walship-plugin-s3",
-    "--exclude",
-    "walship-guest-http",
+    "-p",
+    "walship",
+    "-p",
+    "xtask",
+    "-p",
+    "walship-e2e",
+    "-p",
+    "walship-bench",
 ];
 
 fn dist() -> Result<(), String> {

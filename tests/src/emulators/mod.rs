@@ -1,5 +1,7 @@
-//! Local S3 stand-ins, started by the test that uses them and killed when it
+//! Local cloud stand-ins, started by the test that uses them and killed when it
 //! is done, each on a free port of 127.0.0.1 so that tests run side by side.
+//! The S3 ones are here; each other cloud has a submodule of its own (which
+//! may use this module's private helpers such as `Server`).
 //!
 //! - [`S3sFs`]: s3s-fs, a Rust S3 server that stores every object as a plain
 //!   file `<data>/<bucket>/<key>` (an independent view of what was stored) and
