@@ -8,13 +8,44 @@ use super::sandbox::{Endpoint, Grants};
 use crate::storage::Capabilities;
 
 /// The hosts a configuration names: the authority of the prefix and of every
-/// URL-looking plain setting. `configured` in a manifest means these and
-/// their subdomains (a virtual-hosted bucket is `bucket.<endpoint host>`).
-pub fn configured_hosts(prefix: &str, plain: &[(String, String)]) -> Vec<String> {
-    std::iter::once(prefix)
-        .chain(plain.iter().map(|(_, v)| v.as_str()))
-        .filter_map(url_host)
-        .collect()
+/// URL found in a setting's value, plain or secret (an Azure connection
+/// string is a secret that names its `BlobEndpoint=` among other fields).
+/// `configured` in a manifest means these and their subdomains (a
+/// virtual-hosted bucket is `bucket.<endpoint host>`). A secret names hosts
+/// the same way a plain setting does: both are the operator's configuration,
+/// and the plugin cannot add to either.
+pub fn configured_hosts(prefix: &str, settings: &[&[(String, String)]]) -> Vec<String> {
+    let mut hosts: Vec<String> = url_host(prefix).into_iter().collect();
+    for (_, value) in settings.iter().flat_map(|s| s.iter()) {
+        for host in url_hosts_in(value) {
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+    }
+    hosts
+}
+
+/// Every `scheme://host` in `value`, wherever it starts (after `=`, `;`, a
+/// space or at the beginning).
+fn url_hosts_in(value: &str) -> Vec<String> {
+    let mut hosts = Vec::new();
+    let mut rest = value;
+    while let Some(at) = rest.find("://") {
+        let scheme_start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+            .map_or(0, |i| i + 1);
+        let end = rest[at + 3..]
+            .find(|c: char| c == ';' || c == ',' || c.is_whitespace())
+            .map_or(rest.len(), |i| at + 3 + i);
+        if scheme_start < at
+            && let Some(host) = url_host(&rest[scheme_start..end])
+        {
+            hosts.push(host);
+        }
+        rest = &rest[end..];
+    }
+    hosts
 }
 
 fn url_host(value: &str) -> Option<String> {
@@ -113,9 +144,26 @@ mod tests {
             ("X".into(), "https://user@[::1]:8443/p".into()),
         ];
         assert_eq!(
-            configured_hosts("s3://bucket/path", &plain),
+            configured_hosts("s3://bucket/path", &[&plain]),
             ["bucket", "minio.internal", "::1"]
         );
+    }
+
+    #[test]
+    fn urls_inside_secret_values_name_hosts_too() {
+        let secrets = vec![(
+            "AZURE_STORAGE_CONNECTION_STRING".into(),
+            "DefaultEndpointsProtocol=http;AccountName=dev;AccountKey=a2V5/+==;\
+             BlobEndpoint=http://127.0.0.1:10000/dev;QueueEndpoint=https://q.example:1/"
+                .into(),
+        )];
+        assert_eq!(
+            configured_hosts("azure://c/p", &[&[], &secrets]),
+            ["c", "127.0.0.1", "q.example"]
+        );
+        // A value without a URL names nothing.
+        let plain = vec![("K".into(), "no url here: x=y".into())];
+        assert_eq!(configured_hosts("gs://b", &[&plain]), ["b"]);
     }
 
     #[test]

@@ -164,7 +164,7 @@ impl Plugin {
                 .await?;
             convert::grants(planned)
         };
-        let configured = manifest::configured_hosts(prefix, &config.plain);
+        let configured = manifest::configured_hosts(prefix, &[&config.plain, &config.secrets]);
         manifest::check(&info.backend, &info.capabilities, &grants, &configured)
             .map_err(StorageError::PermissionDenied)?;
         self.options
@@ -445,7 +445,10 @@ impl PluginStore<'_> {
                     &self.info.backend,
                     Some(sandbox::RuntimeManifest {
                         capabilities: self.info.capabilities.clone(),
-                        configured: manifest::configured_hosts(&self.prefix, &self.config.plain),
+                        configured: manifest::configured_hosts(
+                            &self.prefix,
+                            &[&self.config.plain, &self.config.secrets],
+                        ),
                     }),
                 )
                 .await?;

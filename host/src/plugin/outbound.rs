@@ -105,14 +105,29 @@ impl Outbound {
             .map_err(|_| HttpError::HttpRequestUriInvalid)?;
 
         let key = PoolKey { tls, host, port };
-        let mut sender = match self.take_idle(&key) {
-            Some(sender) => sender,
-            None => self.connect(&key, timeouts).await?,
+        let replay = Replay::of(&request);
+        let (response, sender) = match self.take_idle(&key) {
+            None => {
+                let mut sender = self.connect(&key, timeouts).await?;
+                (send_on(&mut sender, request, timeouts).await?, sender)
+            }
+            Some(mut pooled) => match (send_on(&mut pooled, request, timeouts).await, replay) {
+                (Ok(response), _) => (response, pooled),
+                // The server closed the kept-alive connection just as this
+                // request went out on it (it had no way to tell us). A
+                // request without a body that changes nothing is sent again
+                // once, on a new connection; others go back to the plugin
+                // and the host's retries as `connection-terminated`.
+                (Err(HttpError::ConnectionTerminated), Some(replay)) => {
+                    let mut sender = self.connect(&key, timeouts).await?;
+                    (
+                        send_on(&mut sender, replay.request(), timeouts).await?,
+                        sender,
+                    )
+                }
+                (Err(e), _) => return Err(e),
+            },
         };
-        let response = tokio::time::timeout(timeouts.first_byte, sender.send_request(request))
-            .await
-            .map_err(|_| HttpError::ConnectionReadTimeout)?
-            .map_err(connection_error)?;
         // Ready again once the guest has read this response's body.
         self.put_idle(key, sender);
         let response = response.map(|incoming| {
@@ -162,6 +177,56 @@ impl Outbound {
         } else {
             handshake(tcp, timeouts).await
         }
+    }
+}
+
+async fn send_on(
+    sender: &mut Sender,
+    request: http::Request<WasiBody>,
+    timeouts: HttpTimeouts,
+) -> Result<http::Response<hyper::body::Incoming>, HttpError> {
+    tokio::time::timeout(timeouts.first_byte, sender.send_request(request))
+        .await
+        .map_err(|_| HttpError::ConnectionReadTimeout)?
+        .map_err(connection_error)
+}
+
+/// What it takes to send a request again: only for GET, HEAD and DELETE
+/// without a body, which are safe to repeat (RFC 9110 §9.2.2) and need
+/// nothing back from the plugin.
+struct Replay {
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+}
+
+impl Replay {
+    fn of(request: &http::Request<WasiBody>) -> Option<Self> {
+        use http::Method;
+        let idempotent = [Method::GET, Method::HEAD, Method::DELETE].contains(request.method());
+        let bodyless = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0")
+            && !request
+                .headers()
+                .contains_key(http::header::TRANSFER_ENCODING);
+        (idempotent && bodyless).then(|| Replay {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            headers: request.headers().clone(),
+        })
+    }
+
+    fn request(self) -> http::Request<WasiBody> {
+        let body = http_body_util::Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let mut request = http::Request::new(body);
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.headers_mut() = self.headers;
+        request
     }
 }
 
@@ -315,6 +380,89 @@ fn read_ca_file(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that answers one request per connection and then, keeping
+    /// the connection open as if alive, closes it without an answer when the
+    /// next request arrives: the race a kept-alive connection loses when the
+    /// server times it out just as it is reused.
+    async fn one_answer_per_connection() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = socket.read(&mut buf).await;
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await;
+                    let _ = socket.read(&mut buf).await;
+                    // Dropped: closed with the second request unanswered.
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    fn request(method: http::Method, port: u16) -> http::Request<WasiBody> {
+        let body = http_body_util::Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let mut request = http::Request::new(body);
+        *request.method_mut() = method;
+        *request.uri_mut() = format!("http://127.0.0.1:{port}/key").parse().unwrap();
+        request
+    }
+
+    async fn body_of(sent: Result<Sent, HttpError>) -> Result<Bytes, HttpError> {
+        let (response, _) = sent?;
+        Ok(response.into_body().collect().await?.to_bytes())
+    }
+
+    #[tokio::test]
+    async fn a_get_on_a_connection_the_server_just_closed_is_sent_again_on_a_new_one() {
+        let (port, accepted) = one_answer_per_connection().await;
+        let outbound = Outbound::new(None);
+        let timeouts = HttpTimeouts::default();
+        for _ in 0..3 {
+            let sent = outbound
+                .clone()
+                .send(request(http::Method::GET, port), timeouts)
+                .await;
+            assert_eq!(body_of(sent).await.unwrap(), "ok");
+        }
+        // Every reuse failed and was replaced by a fresh connection.
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_request_with_a_body_is_not_sent_twice() {
+        let (port, _) = one_answer_per_connection().await;
+        let outbound = Outbound::new(None);
+        let timeouts = HttpTimeouts::default();
+        let sent = outbound
+            .clone()
+            .send(request(http::Method::GET, port), timeouts)
+            .await;
+        assert_eq!(body_of(sent).await.unwrap(), "ok");
+        let mut put = request(http::Method::PUT, port);
+        put.headers_mut().insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from_static("0"),
+        );
+        let err = outbound
+            .clone()
+            .send(put, timeouts)
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(err, HttpError::ConnectionTerminated), "{err:?}");
+    }
 
     #[test]
     fn a_missing_or_empty_ca_file_is_a_clear_error() {

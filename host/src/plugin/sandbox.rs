@@ -86,13 +86,27 @@ impl SandboxPolicy {
         Ok(())
     }
 
-    /// Whether an endpoint a plugin learned at run time may be added.
-    pub fn allows_runtime_endpoint(&self, granted: &[Endpoint], requested: &Endpoint) -> bool {
+    /// Whether an endpoint a plugin learned at run time may be added. Without
+    /// an operator allowlist: a host already granted, or one the
+    /// configuration itself names (`configured`: hosts of URLs in the prefix
+    /// and in the settings, e.g. an Azure connection string's
+    /// `BlobEndpoint=`), which `plan` cannot see when it is in a secret.
+    pub fn allows_runtime_endpoint(
+        &self,
+        granted: &[Endpoint],
+        configured: &[String],
+        requested: &Endpoint,
+    ) -> bool {
         match &self.allowed_hosts {
             Some(allowed) => host_allowed(allowed, requested),
-            None => granted
-                .iter()
-                .any(|g| g.host.eq_ignore_ascii_case(&requested.host)),
+            None => {
+                granted
+                    .iter()
+                    .any(|g| g.host.eq_ignore_ascii_case(&requested.host))
+                    || configured
+                        .iter()
+                        .any(|c| c.eq_ignore_ascii_case(&requested.host))
+            }
         }
     }
 }
@@ -288,7 +302,11 @@ mod tests {
     fn runtime_endpoints_need_a_known_host_or_the_allowlist() {
         let open = SandboxPolicy::default();
         let granted = [ep("auth.example", 5000)];
-        assert!(open.allows_runtime_endpoint(&granted, &ep("auth.example", 8080)));
-        assert!(!open.allows_runtime_endpoint(&granted, &ep("evil.example", 443)));
+        assert!(open.allows_runtime_endpoint(&granted, &[], &ep("auth.example", 8080)));
+        assert!(!open.allows_runtime_endpoint(&granted, &[], &ep("evil.example", 443)));
+        // A host the configuration names (in a secret, say) is allowed too.
+        let configured = vec!["blob.internal".to_string()];
+        assert!(open.allows_runtime_endpoint(&granted, &configured, &ep("blob.internal", 10000)));
+        assert!(!open.allows_runtime_endpoint(&granted, &configured, &ep("x.blob.internal", 1)));
     }
 }

@@ -88,11 +88,11 @@ impl Host for PluginState {
                 super::manifest::describe_network(&manifest.capabilities)
             ));
         }
-        if self
-            .gate
-            .policy
-            .allows_runtime_endpoint(&self.gate.granted, &requested)
-        {
+        if self.gate.policy.allows_runtime_endpoint(
+            &self.gate.granted,
+            &manifest.configured,
+            &requested,
+        ) {
             self.gate.granted.push(requested);
             Ok(())
         } else {
