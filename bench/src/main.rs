@@ -14,6 +14,11 @@
 //!
 //! Prints figures; asserts nothing (tests assert behaviour, not timings).
 //!
+//! 5. Azure (Azurite), GCS (fake-gcs-server) and Swift (a real Swift 2.30):
+//!    archive throughput of 64 segments each (`azure.rs`, `gcs.rs`,
+//!    `swift.rs`). `cargo xtask bench -- s3|azure|gcs|swift` runs one cloud's
+//!    figures only.
+//!
 //! `cargo xtask bench -- peers [--segments N]` runs the side-by-side
 //! comparison with pgBackRest, barman-cloud and `cp` instead (`peers.rs`).
 
@@ -25,16 +30,36 @@ use std::time::{Duration, Instant};
 use walship_e2e::walship::walship_bin;
 use walship_e2e::{Cluster, Scratch};
 
+mod azure;
+mod gcs;
 mod peers;
 mod s3;
+mod swift;
 
 const RUNS: usize = 12;
+
+/// One cloud's figures, printed against its local stand-in.
+type CloudFigures = fn(&Scratch);
 
 fn main() {
     // `cargo xtask bench -- peers` passes the `--` along.
     let args: Vec<String> = std::env::args().skip(1).skip_while(|a| a == "--").collect();
     if args.first().map(String::as_str) == Some("peers") {
         peers::main(&args[1..]);
+        return;
+    }
+    // One cloud's figures only: `cargo xtask bench -- s3|azure|gcs|swift`.
+    let clouds: [(&str, CloudFigures); 4] = [
+        ("s3", s3::figures),
+        ("azure", azure::figures),
+        ("gcs", gcs::figures),
+        ("swift", swift::figures),
+    ];
+    if let Some((name, figures)) = clouds
+        .iter()
+        .find(|(name, _)| args.first().map(String::as_str) == Some(*name))
+    {
+        figures(&Scratch::new(&format!("bench-{name}")));
         return;
     }
     let scratch = Scratch::new("bench");
@@ -74,7 +99,9 @@ fn main() {
     compression_table(&data);
     process_figures(&scratch, &cluster, &segments);
     cluster.stop();
-    s3::figures(&scratch);
+    for (_, figures) in clouds {
+        figures(&scratch);
+    }
 }
 
 fn cores() -> usize {

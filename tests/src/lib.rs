@@ -24,8 +24,11 @@
 //! | `WALSHIP_E2E_KEEP` | keep the scratch directories (data, logs, archive) |
 //! | `WALSHIP_TEST_S3S_FS` | the s3s-fs binary (default: `.ci/install-test-tools`'s cache) |
 //! | `WALSHIP_TEST_MOTO` | moto's venv (default: `.ci/install-test-tools`'s cache) |
+//! | `WALSHIP_TEST_AZURITE` | Azurite's `azurite-blob` (default: `.ci/install-test-tools`'s cache) |
+//! | `WALSHIP_TEST_FAKE_GCS` | the venv with fake-gcs-server and `cryptography` (default: `.ci/install-test-tools`'s cache) |
 //!
-//! Other `WALSHIP_*`, `WALG_*`, `WALE_*` and `AWS_*` variables of the calling
+//! Other `WALSHIP_*`, `WALG_*`, `WALE_*`, `AWS_*`, `AZURE_*`, `GOOGLE_*`,
+//! `STORAGE_EMULATOR_HOST`, `ST_*` and `OS_*` variables of the calling
 //! shell are removed from every child process, so they cannot change what is
 //! tested.
 

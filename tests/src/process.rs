@@ -25,7 +25,19 @@ pub const POSTGRES_USER: &str = "postgres";
 /// `AWS_PROFILE` or `AWS_CA_BUNDLE`). They are removed from every child so that
 /// a developer's shell cannot leak settings into a test; each test sets what
 /// it means.
-const SCRUBBED_PREFIXES: &[&str] = &["WALSHIP_", "WALG_", "WALE_", "AWS_"];
+/// The settings of walship and of every bundled backend (WAL-G's names, the
+/// clouds' SDK names): a developer's shell must not change what is tested.
+const SCRUBBED_PREFIXES: &[&str] = &[
+    "WALSHIP_",
+    "WALG_",
+    "WALE_",
+    "AWS_",
+    "AZURE_",
+    "GOOGLE_",
+    "STORAGE_EMULATOR_HOST",
+    "ST_",
+    "OS_",
+];
 
 /// Who a child process runs as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

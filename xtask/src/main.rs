@@ -19,6 +19,9 @@ use std::process::{Command, ExitCode};
 const BUNDLED_PLUGINS: &[(&str, &str)] = &[
     ("walship-plugin-fs", "fs.wasm"),
     ("walship-plugin-s3", "s3.wasm"),
+    ("walship-plugin-azure", "azure.wasm"),
+    ("walship-plugin-gcs", "gcs.wasm"),
+    ("walship-plugin-swift", "swift.wasm"),
 ];
 /// Plugins only the tests use; never shipped.
 const TEST_PLUGINS: &[(&str, &str)] = &[
@@ -252,6 +255,9 @@ fn test(extra: &[String]) -> Result<(), String> {
 const NATIVE_TESTED_PLUGINS: &[&str] = &[
     "walship-plugin-fs",
     "walship-plugin-s3",
+    "walship-plugin-azure",
+    "walship-plugin-gcs",
+    "walship-plugin-swift",
     "walship-guest-http",
 ];
 

@@ -8,7 +8,9 @@
 //! endpoints may be reached at all are the host's, per the operator's policy.
 //!
 //! With the `object-store` feature, [`WasiHttpConnector`] plugs `send` into
-//! object_store's HTTP client.
+//! object_store's HTTP client; with `crypto`, [`RustCrypto`] is the
+//! SHA-256 / HMAC-SHA256 provider object_store signs with (SigV4, Azure
+//! SharedKey).
 //!
 //! Natively (the plugins' unit tests) there is no wasi:http: [`send`] fails
 //! with [`FailureKind::Unavailable`], so plugins still build and test there.
@@ -20,11 +22,15 @@ mod wasi;
 
 #[cfg(feature = "object-store")]
 mod connector;
+#[cfg(feature = "crypto")]
+mod crypto;
 
 use bytes::Bytes;
 
 #[cfg(feature = "object-store")]
 pub use connector::{HttpHooks, WasiHttpConnector, WasiHttpService};
+#[cfg(feature = "crypto")]
+pub use crypto::RustCrypto;
 pub use failure::{FailureKind, HttpFailure};
 
 /// Sends `request` and returns the whole response, whatever its status.

@@ -11,11 +11,19 @@
 //!   identity.
 //! - [`Stunnel`]: a TLS front with a certificate from a test CA, for the
 //!   custom-CA setting.
+//! - [`gcs`]: fake-gcs-server, and a front that checks service-account JWTs.
+//! - [`azure`]: Azurite, which checks SharedKey and SAS signatures.
+//! - [`swift`]: a real OpenStack Swift 2.30 (Debian's packages), tempauth or
+//!   Keystone v3, one single-node cluster per test.
 //!
 //! `.ci/install-test-tools` installs them (`cargo xtask test` runs it). The
 //! binaries are found in its cache, `${XDG_CACHE_HOME:-~/.cache}/walship-tests`,
 //! or where `WALSHIP_TEST_S3S_FS` (the s3s-fs binary) and `WALSHIP_TEST_MOTO`
 //! (moto's venv) point.
+
+pub mod azure;
+pub mod gcs;
+pub mod swift;
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
