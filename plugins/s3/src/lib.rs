@@ -11,7 +11,6 @@
 //! which ones this configuration needs; see `endpoints.rs`).
 
 mod config;
-mod crypto;
 mod endpoints;
 mod errors;
 mod hooks;

@@ -14,13 +14,13 @@ use object_store::{
 use walship_guest_http::WasiHttpConnector;
 
 use crate::config::{self, Credentials, Encryption, IfNoneMatch, Settings};
-use crate::crypto::RustCrypto;
 use crate::endpoints;
 use crate::errors::{self, Context, Op, Signer};
 use crate::hooks::{S3Hooks, S3Reply};
 use crate::info;
 use crate::walship::storage::types::{Error, Features};
 use crate::web_identity::WebIdentity;
+use walship_guest_http::RustCrypto;
 
 pub struct S3Store {
     pub(crate) client: AmazonS3,
