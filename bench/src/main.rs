@@ -16,6 +16,9 @@
 //!
 //! `cargo xtask bench -- peers [--segments N]` runs the side-by-side
 //! comparison with pgBackRest, barman-cloud and `cp` instead (`peers.rs`).
+//! `cargo xtask bench -- backup [--scale N]` measures base backups
+//! (`backup.rs`): walship backup-push/fetch against pg_basebackup and
+//! pgBackRest.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,6 +28,7 @@ use std::time::{Duration, Instant};
 use walship_e2e::walship::walship_bin;
 use walship_e2e::{Cluster, Scratch};
 
+mod backup;
 mod peers;
 mod s3;
 
@@ -35,6 +39,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).skip_while(|a| a == "--").collect();
     if args.first().map(String::as_str) == Some("peers") {
         peers::main(&args[1..]);
+        return;
+    }
+    if args.first().map(String::as_str) == Some("backup") {
+        backup::main(&args[1..]);
         return;
     }
     let scratch = Scratch::new("bench");
