@@ -21,6 +21,9 @@
 //!
 //! `cargo xtask bench -- peers [--segments N]` runs the side-by-side
 //! comparison with pgBackRest, barman-cloud and `cp` instead (`peers.rs`).
+//! `cargo xtask bench -- backup [--scale N]` measures base backups
+//! (`backup.rs`): walship backup-push/fetch against pg_basebackup and
+//! pgBackRest.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,6 +34,7 @@ use walship_e2e::walship::walship_bin;
 use walship_e2e::{Cluster, Scratch};
 
 mod azure;
+mod backup;
 mod gcs;
 mod peers;
 mod s3;
@@ -46,6 +50,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).skip_while(|a| a == "--").collect();
     if args.first().map(String::as_str) == Some("peers") {
         peers::main(&args[1..]);
+        return;
+    }
+    if args.first().map(String::as_str) == Some("backup") {
+        backup::main(&args[1..]);
         return;
     }
     // One cloud's figures only: `cargo xtask bench -- s3|azure|gcs|swift`.

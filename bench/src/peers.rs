@@ -36,7 +36,7 @@ use walship_e2e::process::shell_quote;
 use walship_e2e::walship::{walship_bin, workspace_root};
 use walship_e2e::{Cluster, Run, Scratch};
 
-mod tools;
+pub(crate) mod tools;
 
 use tools::{S3, Skipped, Tool, first_lines};
 

@@ -71,12 +71,84 @@ pub enum Command {
         /// The segment recovery asked for last
         name: String,
     },
+    /// The archived WAL per timeline: parent and switch point, first and last
+    /// segment, count, gaps, and the backups on each
+    WalShow {
+        /// One JSON document instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that every segment from the oldest backup's start to the newest
+    /// archived WAL is present and intact; exit 1 with the list otherwise
+    WalVerify {
+        /// WAL-G's check names (integrity, timeline); both always run
+        #[arg(value_name = "CHECK")]
+        checks: Vec<String>,
+        /// One JSON document instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete old backups and the WAL no kept backup needs (a dry run
+    /// unless --confirm)
+    #[command(subcommand)]
+    Delete(DeleteCommand),
+    /// Take a base backup of a running cluster (pg_backup_start/stop over a
+    /// SQL session; PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD as libpq)
+    BackupPush {
+        /// The data directory [default: $PGDATA]
+        #[arg(value_name = "PGDATA")]
+        data_dir: Option<PathBuf>,
+    },
+    /// List the complete base backups, oldest first
+    BackupList {
+        /// One JSON document (the backup records) instead of a table
+        #[arg(long)]
+        json: bool,
+        /// More columns: start time, LSNs, PostgreSQL version, data directory
+        #[arg(long)]
+        detail: bool,
+    },
+    /// Restore a base backup into a missing or empty directory
+    BackupFetch {
+        /// Where to restore (missing or empty)
+        #[arg(value_name = "PGDATA")]
+        data_dir: PathBuf,
+        /// A backup name from backup-list, or LATEST
+        #[arg(value_name = "NAME|LATEST")]
+        name: String,
+        /// Restore the tablespace at OLD into NEW instead (repeatable), as pg_basebackup's
+        #[arg(long = "tablespace-mapping", value_name = "OLD=NEW")]
+        tablespace_mapping: Vec<String>,
+    },
     /// Raw object operations through the storage plugin (no archive format)
     #[command(name = "st", subcommand)]
     Storage(StorageCommand),
     /// Inspect plugins
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeleteCommand {
+    /// Keep the newest N backups: `delete retain [FULL|FIND_FULL] N`
+    Retain {
+        /// [FULL|FIND_FULL] N (the modifiers are WAL-G's; every walship backup is full)
+        #[arg(required = true, num_args = 1..=2, value_name = "ARG")]
+        args: Vec<String>,
+        /// Delete for real (without it, print what would go)
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Delete the backups older than NAME, or older than the newest backup
+    /// finished by TIME (RFC 3339): `delete before [FIND_FULL] NAME|TIME`
+    Before {
+        /// [FIND_FULL] NAME|TIME
+        #[arg(required = true, num_args = 1..=2, value_name = "ARG")]
+        args: Vec<String>,
+        /// Delete for real (without it, print what would go)
+        #[arg(long)]
+        confirm: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,6 +227,28 @@ mod tests {
             ],
             &["walship", "plugin", "install", "x.wasm"],
             &["walship", "plugin", "list"],
+            &["walship", "backup-push", "/var/lib/postgresql/15/main"],
+            &["walship", "backup-push"],
+            &["walship", "backup-list", "--json", "--detail"],
+            &[
+                "walship",
+                "backup-fetch",
+                "/restore",
+                "LATEST",
+                "--tablespace-mapping",
+                "/a=/b",
+            ],
+            &["walship", "wal-show", "--json"],
+            &["walship", "wal-verify", "integrity", "timeline", "--json"],
+            &["walship", "delete", "retain", "FULL", "2", "--confirm"],
+            &["walship", "delete", "retain", "2"],
+            &[
+                "walship",
+                "delete",
+                "before",
+                "FIND_FULL",
+                "2026-12-01T00:00:00Z",
+            ],
             &[
                 "walship",
                 "wal-fetch",

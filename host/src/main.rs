@@ -5,6 +5,7 @@
 //! PostgreSQL expects.
 
 mod archive;
+mod backup;
 mod cli;
 mod commands;
 mod conformance;
@@ -17,9 +18,11 @@ mod plugin;
 mod plugin_registry;
 mod prefetch;
 mod push_ahead;
+mod retention;
 mod retry;
 mod settings;
 mod storage;
+mod timeline;
 mod transfer;
 mod wal_name;
 
@@ -45,6 +48,27 @@ fn main() -> ExitCode {
         _ => EXIT_FAILURE,
     };
     let settings = match settings::resolve(&cli.global, &settings::Environment::capture()) {
+        // A base backup of a large cluster takes far longer than the default
+        // deadline, which is for the commands PostgreSQL runs; WALSHIP_TIMEOUT
+        // set to anything else still bounds it.
+        Ok(mut s)
+            if matches!(
+                cli.command,
+                Command::BackupPush { .. } | Command::BackupFetch { .. }
+            ) && s.deadline == settings::DEFAULT_DEADLINE =>
+        {
+            s.deadline = commands::backup_push::DEADLINE;
+            s
+        }
+        // wal-verify downloads every segment and a delete may remove
+        // thousands of objects: maintenance, bounded like a backup.
+        Ok(mut s)
+            if matches!(cli.command, Command::WalVerify { .. } | Command::Delete(_))
+                && s.deadline == settings::DEFAULT_DEADLINE =>
+        {
+            s.deadline = commands::backup_push::DEADLINE;
+            s
+        }
         Ok(s) => s,
         Err(e) => {
             return exit(Err(Failure::new(
@@ -111,6 +135,20 @@ async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
         }
         Command::WalPrefetch { name } => commands::wal_prefetch::run(ctx, name).await,
         Command::Storage(op) => commands::storage_ops::run(ctx, op).await,
+        Command::BackupPush { data_dir } => {
+            commands::backup_push::run(ctx, data_dir.as_deref()).await
+        }
+        Command::BackupList { json, detail } => {
+            commands::backup_list::run(ctx, *json, *detail).await
+        }
+        Command::BackupFetch {
+            data_dir,
+            name,
+            tablespace_mapping,
+        } => commands::backup_fetch::run(ctx, data_dir, name, tablespace_mapping).await,
+        Command::WalShow { json } => commands::wal_show::run(ctx, *json).await,
+        Command::WalVerify { checks, json } => commands::wal_verify::run(ctx, checks, *json).await,
+        Command::Delete(command) => commands::delete::run(ctx, command).await,
         Command::Plugin(PluginCommand::Inspect {
             file_or_scheme: plugin,
         }) => commands::plugin_inspect::run(ctx, plugin).await,

@@ -1,6 +1,10 @@
 //! One module per command. Each returns `Result<(), Failure>`: the failure
 //! carries the exit code PostgreSQL must see and a one-line reason.
 
+pub mod backup_fetch;
+pub mod backup_list;
+pub mod backup_push;
+pub mod delete;
 pub mod plugin_inspect;
 pub mod plugin_install;
 pub mod plugin_test;
@@ -8,6 +12,8 @@ pub mod storage_ops;
 pub mod wal_fetch;
 pub mod wal_prefetch;
 pub mod wal_push;
+pub mod wal_show;
+pub mod wal_verify;
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -1,0 +1,578 @@
+//! The catalog of base backups at the archive prefix.
+//!
+//! Layout (keys relative to the prefix):
+//! - `backups/<name>/...`: the backup's volumes (and nothing else);
+//! - `backups/<name>.json`: its record, in walship's object format (64-byte
+//!   header, BLAKE3 over the JSON), written LAST and create-only.
+//!
+//! The record's existence is what makes a backup complete: a backup-push
+//! that dies half-way leaves volumes without a record, which is never listed
+//! nor restored (`list_unfinished` finds them for retention).
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::object_format::{self, Compression};
+use crate::storage::{Key, ListOptions, ObjectStore, PutOptions, StorageError};
+use crate::transfer;
+use crate::wal_name::WalFileName;
+
+pub const BACKUPS_PREFIX: &str = "backups/";
+pub const RECORD_SUFFIX: &str = ".json";
+pub const RECORD_FORMAT: &str = "walship-backup";
+pub const RECORD_VERSION: u32 = 1;
+/// What `backup-fetch` and retention accept in place of a name.
+pub const LATEST: &str = "LATEST";
+
+/// Everything known about one complete backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupRecord {
+    pub format: String,
+    pub version: u32,
+    pub name: String,
+    /// Decimal: a u64 does not survive every JSON reader.
+    pub system_identifier: String,
+    /// `server_version_num`, e.g. 150018.
+    pub pg_version_num: u32,
+    pub wal_segment_size: u32,
+    /// START TIMELINE from backup_label.
+    pub timeline: u32,
+    /// `X/Y`, as PostgreSQL prints LSNs.
+    pub start_lsn: String,
+    pub stop_lsn: String,
+    /// Segment names of `start_lsn` and `stop_lsn` on `timeline`.
+    pub start_wal: String,
+    pub stop_wal: String,
+    /// RFC 3339, UTC, whole seconds.
+    pub start_time: String,
+    pub finish_time: String,
+    /// The data directory the backup was taken from.
+    pub data_dir: String,
+    /// Sum of the volumes' tar bytes.
+    pub original_bytes: u64,
+    /// Sum of the volumes' stored bytes.
+    pub stored_bytes: u64,
+    pub compression: Compression,
+    pub volumes: Vec<VolumeRecord>,
+    pub tablespaces: Vec<TablespaceRecord>,
+    pub backup_label: String,
+    pub tablespace_map: Option<String>,
+    pub created_by: String,
+}
+
+/// One volume: a tar stream compressed as one frame (or not at all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeRecord {
+    /// Relative to the archive prefix, under `data_prefix(name)`.
+    pub key: String,
+    /// Tar bytes.
+    pub original_len: u64,
+    /// Bytes stored (after compression).
+    pub stored_len: u64,
+    /// BLAKE3 of the stored bytes, hex.
+    pub stored_blake3: String,
+    /// BLAKE3 of the tar bytes, hex.
+    pub original_blake3: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TablespaceRecord {
+    pub oid: u32,
+    /// Where the tablespace lived (the target of `pg_tblspc/<oid>`).
+    pub location: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{op} {key}: {source}")]
+    Storage {
+        op: &'static str,
+        key: String,
+        source: StorageError,
+    },
+    #[error("backup record {key} is damaged: {why}")]
+    DamagedRecord { key: String, why: String },
+    #[error("no backup named {0} in the archive (see `walship backup-list`)")]
+    NotFound(String),
+    #[error("the archive has no complete backup (see `walship backup-list`)")]
+    NoBackups,
+    #[error("a backup record named {0} already exists")]
+    AlreadyExists(String),
+    #[error("{0:?} is not a backup name")]
+    InvalidName(String),
+}
+
+fn storage(op: &'static str, key: &str) -> impl FnOnce(StorageError) -> BackupError + use<> {
+    let key = key.to_string();
+    move |source| BackupError::Storage { op, key, source }
+}
+
+impl BackupRecord {
+    pub fn start_lsn(&self) -> u64 {
+        parse_lsn(&self.start_lsn).unwrap_or(0)
+    }
+
+    pub fn stop_lsn(&self) -> u64 {
+        parse_lsn(&self.stop_lsn).unwrap_or(0)
+    }
+
+    /// The first WAL segment a restore of this backup needs.
+    #[allow(dead_code)] // the catalog's API (docs/backups.md); callers use the name for now
+    pub fn start_segment(&self) -> WalFileName {
+        WalFileName::parse(&self.start_wal).expect("validated when the record was read")
+    }
+
+    pub fn finish_time(&self) -> Option<SystemTime> {
+        parse_time(&self.finish_time)
+    }
+
+    /// The record as stored: JSON in a walship object (checksummed).
+    pub fn encode(&self) -> Vec<u8> {
+        let json = serde_json::to_vec_pretty(self).expect("a record always serializes");
+        object_format::encode(&json, Compression::None).0
+    }
+
+    /// Reads a stored record, checking its checksum and its fields.
+    pub fn decode(key: &str, object: Vec<u8>) -> Result<Self, BackupError> {
+        let damaged = |why: String| BackupError::DamagedRecord {
+            key: key.to_string(),
+            why,
+        };
+        let json = object_format::decode(object).map_err(|e| damaged(e.to_string()))?;
+        let record: BackupRecord =
+            serde_json::from_slice(&json).map_err(|e| damaged(e.to_string()))?;
+        if record.format != RECORD_FORMAT {
+            return Err(damaged(format!(
+                "format is {:?}, not {RECORD_FORMAT:?}",
+                record.format
+            )));
+        }
+        if record.version != RECORD_VERSION {
+            return Err(damaged(format!(
+                "record version {} is not supported by this walship ({RECORD_VERSION}): upgrade walship",
+                record.version
+            )));
+        }
+        check_name(&record.name).map_err(|e| damaged(e.to_string()))?;
+        for (what, name) in [
+            ("start_wal", &record.start_wal),
+            ("stop_wal", &record.stop_wal),
+        ] {
+            WalFileName::parse(name).map_err(|e| damaged(format!("{what}: {e}")))?;
+        }
+        for (what, lsn) in [
+            ("start_lsn", &record.start_lsn),
+            ("stop_lsn", &record.stop_lsn),
+        ] {
+            parse_lsn(lsn).ok_or_else(|| damaged(format!("{what} {lsn:?} is not an LSN")))?;
+        }
+        let prefix = data_prefix(&record.name);
+        if let Some(v) = record.volumes.iter().find(|v| !v.key.starts_with(&prefix)) {
+            return Err(damaged(format!("volume {} is outside {prefix}", v.key)));
+        }
+        Ok(record)
+    }
+}
+
+/// `backups/<name>.json`.
+pub fn record_key(name: &str) -> Key {
+    Key::new(format!("{BACKUPS_PREFIX}{name}{RECORD_SUFFIX}")).expect("checked backup names")
+}
+
+/// `backups/<name>/`: everything of the backup but its record.
+pub fn data_prefix(name: &str) -> String {
+    format!("{BACKUPS_PREFIX}{name}/")
+}
+
+/// Names are one key segment of printable ASCII, never `LATEST`.
+pub fn check_name(name: &str) -> Result<(), BackupError> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name != LATEST
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(BackupError::InvalidName(name.to_string()))
+    }
+}
+
+/// WAL-G's name for a backup starting in `start_wal`.
+pub fn base_name(start_wal: &str) -> String {
+    format!("base_{start_wal}")
+}
+
+/// The name a new backup starting in `start_wal` gets: `base_<segment>`, or
+/// with `_2`, `_3`, ... appended when that record or data prefix exists.
+pub async fn free_name<S: ObjectStore>(
+    store: &mut S,
+    start_wal: &str,
+) -> Result<String, BackupError> {
+    let base = base_name(start_wal);
+    let (records, data) = scan(store).await?;
+    let taken = |n: &str| records.iter().chain(&data).any(|t| t == n);
+    let mut name = base.clone();
+    let mut n = 2;
+    while taken(&name) {
+        name = format!("{base}_{n}");
+        n += 1;
+    }
+    Ok(name)
+}
+
+/// Names with a record, and names with data objects, under `backups/`.
+async fn scan<S: ObjectStore>(store: &mut S) -> Result<(Vec<String>, Vec<String>), BackupError> {
+    let mut records = Vec::new();
+    let mut data = Vec::new();
+    let add_key = |key: &str, records: &mut Vec<String>, data: &mut Vec<String>| {
+        let Some(rest) = key.strip_prefix(BACKUPS_PREFIX) else {
+            return;
+        };
+        match rest.split_once('/') {
+            Some((name, _)) if !name.is_empty() => {
+                if data.last().is_none_or(|l: &String| l != name) {
+                    data.push(name.to_string());
+                }
+            }
+            Some(_) => {}
+            None => {
+                if let Some(name) = rest.strip_suffix(RECORD_SUFFIX)
+                    && check_name(name).is_ok()
+                {
+                    records.push(name.to_string());
+                }
+            }
+        }
+    };
+    if store.info().features.list_delimiter {
+        let mut token = None;
+        loop {
+            let page = store
+                .list_page(&ListOptions {
+                    prefix: BACKUPS_PREFIX.to_string(),
+                    delimiter: Some("/".to_string()),
+                    page_token: token.take(),
+                    max_keys: 1000,
+                    ..Default::default()
+                })
+                .await
+                .map_err(storage("list", BACKUPS_PREFIX))?;
+            for o in &page.objects {
+                add_key(&o.key, &mut records, &mut data);
+            }
+            for p in &page.common_prefixes {
+                add_key(p, &mut records, &mut data);
+            }
+            match page.next_page_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+    } else {
+        let (objects, _) = transfer::list_all(store, BACKUPS_PREFIX, None)
+            .await
+            .map_err(storage("list", BACKUPS_PREFIX))?;
+        for o in &objects {
+            add_key(&o.key, &mut records, &mut data);
+        }
+    }
+    records.sort();
+    records.dedup();
+    data.sort();
+    data.dedup();
+    Ok((records, data))
+}
+
+/// Every complete backup, oldest first by (finish time, name).
+pub async fn list_backups<S: ObjectStore>(store: &mut S) -> Result<Vec<BackupRecord>, BackupError> {
+    let (names, _) = scan(store).await?;
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        out.push(read_backup(store, &name).await?);
+    }
+    sort_oldest_first(&mut out);
+    Ok(out)
+}
+
+pub fn sort_oldest_first(records: &mut [BackupRecord]) {
+    records.sort_by(|a, b| {
+        (a.finish_time(), &a.finish_time, &a.name).cmp(&(b.finish_time(), &b.finish_time, &b.name))
+    });
+}
+
+/// Names that have data under `backups/<name>/` but no record: interrupted
+/// backups, or one in progress right now.
+pub async fn list_unfinished<S: ObjectStore>(store: &mut S) -> Result<Vec<String>, BackupError> {
+    let (records, data) = scan(store).await?;
+    Ok(data.into_iter().filter(|d| !records.contains(d)).collect())
+}
+
+/// The record of the backup `name` (not `LATEST`: resolve that with
+/// `list_backups`).
+pub async fn read_backup<S: ObjectStore>(
+    store: &mut S,
+    name: &str,
+) -> Result<BackupRecord, BackupError> {
+    check_name(name)?;
+    let key = record_key(name);
+    let bytes = match store.get(&key, None).await {
+        Ok((_, bytes)) => bytes,
+        Err(StorageError::NotFound(_)) => return Err(BackupError::NotFound(name.to_string())),
+        Err(e) => return Err(storage("get", key.as_str())(e)),
+    };
+    let record = BackupRecord::decode(key.as_str(), bytes)?;
+    if record.name != name {
+        return Err(BackupError::DamagedRecord {
+            key: key.to_string(),
+            why: format!("it names backup {}", record.name),
+        });
+    }
+    Ok(record)
+}
+
+/// Resolves `LATEST` (the complete backup that finished last) or checks a name.
+pub async fn resolve<S: ObjectStore>(
+    store: &mut S,
+    name_or_latest: &str,
+) -> Result<BackupRecord, BackupError> {
+    if name_or_latest == LATEST {
+        list_backups(store)
+            .await?
+            .pop()
+            .ok_or(BackupError::NoBackups)
+    } else {
+        read_backup(store, name_or_latest).await
+    }
+}
+
+/// Writes the record, create-only: the backup becomes visible with it.
+pub async fn write_record<S: ObjectStore>(
+    store: &mut S,
+    record: &BackupRecord,
+) -> Result<(), BackupError> {
+    check_name(&record.name)?;
+    let key = record_key(&record.name);
+    match store
+        .put(&key, &record.encode(), &PutOptions::create_only())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(StorageError::AlreadyExists(_)) => Err(BackupError::AlreadyExists(record.name.clone())),
+        Err(e) => Err(storage("put", key.as_str())(e)),
+    }
+}
+
+/// Deletes a backup: the record FIRST (so it is never listed half-deleted),
+/// then every object under its data prefix. Re-running finishes an
+/// interrupted delete; deleting the data of an unfinished backup works too.
+pub async fn delete_backup<S: ObjectStore>(store: &mut S, name: &str) -> Result<(), BackupError> {
+    check_name(name)?;
+    let key = record_key(name);
+    delete_keys(store, std::slice::from_ref(&key)).await?;
+    let prefix = data_prefix(name);
+    let (objects, _) = transfer::list_all(store, &prefix, None)
+        .await
+        .map_err(storage("list", &prefix))?;
+    let keys = objects
+        .iter()
+        .map(|o| Key::new(o.key.clone()).map_err(storage("delete", &o.key)))
+        .collect::<Result<Vec<_>, _>>()?;
+    delete_keys(store, &keys).await
+}
+
+/// Deletes keys in batches the backend accepts; a key already gone is fine.
+pub async fn delete_keys<S: ObjectStore>(store: &mut S, keys: &[Key]) -> Result<(), BackupError> {
+    let batch = store.info().limits.max_delete_batch.max(1) as usize;
+    for chunk in keys.chunks(batch) {
+        let failed = store
+            .delete(chunk)
+            .await
+            .map_err(storage("delete", chunk[0].as_str()))?;
+        if let Some((key, e)) = failed
+            .into_iter()
+            .find(|(_, e)| !matches!(e, StorageError::NotFound(_)))
+        {
+            return Err(BackupError::Storage {
+                op: "delete",
+                key,
+                source: e,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `X/Y` (hex halves) to a 64-bit LSN.
+pub fn parse_lsn(s: &str) -> Option<u64> {
+    let (hi, lo) = s.trim().split_once('/')?;
+    let hi = u32::from_str_radix(hi, 16).ok()?;
+    let lo = u32::from_str_radix(lo, 16).ok()?;
+    Some((u64::from(hi) << 32) | u64::from(lo))
+}
+
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+/// The name of the segment holding `lsn` on `timeline` (XLByteToSeg +
+/// XLogFileName).
+pub fn segment_name(timeline: u32, lsn: u64, segment_size: u32) -> String {
+    let segment_size = u64::from(segment_size.max(1));
+    let segno = lsn / segment_size;
+    let per_log = 0x1_0000_0000u64 / segment_size;
+    format!(
+        "{timeline:08X}{:08X}{:08X}",
+        segno / per_log,
+        segno % per_log
+    )
+}
+
+/// RFC 3339 in UTC, whole seconds: `2026-12-01T23:59:01Z`.
+pub fn format_time(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Parses RFC 3339 (`2026-12-01T23:59:01Z`, fractions and offsets of zero
+/// accepted).
+pub fn parse_time(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(s).ok()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample_record(name: &str, start_wal: &str, finish_time: &str) -> BackupRecord {
+        BackupRecord {
+            format: RECORD_FORMAT.into(),
+            version: RECORD_VERSION,
+            name: name.into(),
+            system_identifier: "7441234567890123456".into(),
+            pg_version_num: 150018,
+            wal_segment_size: 16 << 20,
+            timeline: 1,
+            start_lsn: "0/4000028".into(),
+            stop_lsn: "0/4000138".into(),
+            start_wal: start_wal.into(),
+            stop_wal: start_wal.into(),
+            start_time: "2026-12-01T23:59:01Z".into(),
+            finish_time: finish_time.into(),
+            data_dir: "/var/lib/postgresql/15/main".into(),
+            original_bytes: 3 << 20,
+            stored_bytes: 1 << 20,
+            compression: Compression::Zstd,
+            volumes: vec![VolumeRecord {
+                key: format!("{}0001.tar.zst", data_prefix(name)),
+                original_len: 3 << 20,
+                stored_len: 1 << 20,
+                stored_blake3: "00".repeat(32),
+                original_blake3: "11".repeat(32),
+            }],
+            tablespaces: vec![TablespaceRecord {
+                oid: 16390,
+                location: "/srv/ts1".into(),
+            }],
+            backup_label: "START WAL LOCATION: 0/4000028 (file 000000010000000000000004)\n".into(),
+            tablespace_map: Some("16390 /srv/ts1\n".into()),
+            created_by: "walship 0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_damage_is_caught() {
+        let r = sample_record(
+            "base_000000010000000000000004",
+            "000000010000000000000004",
+            "2026-12-02T00:00:00Z",
+        );
+        let bytes = r.encode();
+        assert_eq!(
+            &bytes[..8],
+            b"WALSHIP\0",
+            "stored in walship's object format"
+        );
+        let back = BackupRecord::decode("k", bytes.clone()).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.start_lsn(), 0x400_0028);
+        assert_eq!(back.stop_lsn(), 0x400_0138);
+        assert_eq!(back.start_segment().as_str(), "000000010000000000000004");
+        // The JSON carries the compression by name.
+        let json = String::from_utf8(bytes[object_format::HEADER_LEN..].to_vec()).unwrap();
+        assert!(json.contains("\"compression\": \"zstd\""), "{json}");
+
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 3;
+        flipped[last] ^= 1;
+        assert!(matches!(
+            BackupRecord::decode("k", flipped),
+            Err(BackupError::DamagedRecord { .. })
+        ));
+        let mut foreign = r.clone();
+        foreign.volumes[0].key = "wal/000000010000000000000004".into();
+        assert!(BackupRecord::decode("k", foreign.encode()).is_err());
+        let mut newer = r;
+        newer.version = 2;
+        let e = BackupRecord::decode("k", newer.encode()).unwrap_err();
+        assert!(e.to_string().contains("upgrade walship"), "{e}");
+    }
+
+    #[test]
+    fn key_layout() {
+        assert_eq!(
+            record_key("base_000000010000000000000004").as_str(),
+            "backups/base_000000010000000000000004.json"
+        );
+        assert_eq!(
+            data_prefix("base_000000010000000000000004"),
+            "backups/base_000000010000000000000004/"
+        );
+        assert_eq!(
+            base_name("000000010000000000000004"),
+            "base_000000010000000000000004"
+        );
+        for bad in ["", "LATEST", "a/b", "..", "x y"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        check_name("base_000000010000000000000004_2").unwrap();
+    }
+
+    #[test]
+    fn lsns_segments_and_times() {
+        assert_eq!(parse_lsn("0/4000028"), Some(0x400_0028));
+        assert_eq!(parse_lsn("1A/FF"), Some((0x1A << 32) | 0xFF));
+        assert_eq!(parse_lsn("nope"), None);
+        assert_eq!(format_lsn(0x1_0400_0028), "1/4000028");
+        assert_eq!(
+            segment_name(1, 0x400_0028, 16 << 20),
+            "000000010000000000000004"
+        );
+        assert_eq!(
+            segment_name(2, 0x1_A000_0000, 16 << 20),
+            "0000000200000001000000A0"
+        );
+        assert_eq!(
+            segment_name(1, 0x1_C000_0000, 1 << 30),
+            "000000010000000100000003"
+        );
+        let t = parse_time("2026-12-01T23:59:01Z").unwrap();
+        assert_eq!(format_time(t), "2026-12-01T23:59:01Z");
+        assert!(parse_time("yesterday").is_none());
+    }
+
+    #[test]
+    fn oldest_first_by_finish_time_then_name() {
+        let mut v = vec![
+            sample_record("b", "000000010000000000000004", "2026-12-02T00:00:00Z"),
+            sample_record("a", "000000010000000000000006", "2026-12-02T00:00:00Z"),
+            sample_record("c", "000000010000000000000002", "2026-12-01T00:00:00Z"),
+        ];
+        sort_oldest_first(&mut v);
+        let names: Vec<_> = v.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["c", "a", "b"]);
+    }
+}

@@ -1,0 +1,134 @@
+//! `walship backup-list [--json] [--detail]`: the complete backups, oldest
+//! first, as WAL-G's table.
+
+use std::io::Write;
+
+use super::{Context, EXIT_FAILURE, Failure};
+use crate::backup::catalog::{self, BackupRecord};
+use crate::backup::progress::human_bytes;
+use crate::retry::Retrying;
+
+pub async fn run(ctx: &Context, json: bool, detail: bool) -> Result<(), Failure> {
+    let fail = |m: String| Failure::new(EXIT_FAILURE, format!("backup-list: {m}"));
+    let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
+    let plugin = ctx.load_plugin().map_err(|e| fail(format!("{e:#}")))?;
+    let store = plugin
+        .open(prefix, |info| ctx.plugin_config(info))
+        .await
+        .map_err(|e| fail(format!("{e}{}", super::storage_hint(&e))))?;
+    let mut store = Retrying::new(store, ctx.retry_policy());
+    let records = catalog::list_backups(&mut store)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    let text = if json {
+        let mut s = serde_json::to_string_pretty(&records).expect("records serialize");
+        s.push('\n');
+        s
+    } else {
+        table(&records, detail)
+    };
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
+}
+
+fn table(records: &[BackupRecord], detail: bool) -> String {
+    if records.is_empty() {
+        return "No backups found\n".into();
+    }
+    let mut header = vec![
+        "name",
+        "finish_time",
+        "timeline",
+        "wal_segment_backup_start",
+        "wal_segment_backup_stop",
+        "original_size",
+        "stored_size",
+    ];
+    if detail {
+        header.extend([
+            "start_time",
+            "start_lsn",
+            "stop_lsn",
+            "pg_version",
+            "compression",
+            "volumes",
+            "data_dir",
+        ]);
+    }
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            let mut row = vec![
+                r.name.clone(),
+                r.finish_time.clone(),
+                r.timeline.to_string(),
+                r.start_wal.clone(),
+                r.stop_wal.clone(),
+                human_bytes(r.original_bytes),
+                human_bytes(r.stored_bytes),
+            ];
+            if detail {
+                row.extend([
+                    r.start_time.clone(),
+                    r.start_lsn.clone(),
+                    r.stop_lsn.clone(),
+                    r.pg_version_num.to_string(),
+                    r.compression.to_string(),
+                    r.volumes.len().to_string(),
+                    r.data_dir.clone(),
+                ]);
+            }
+            row
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let mut l = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        l.truncate(l.trim_end().len());
+        l.push('\n');
+        l
+    };
+    let mut s = line(header);
+    for r in &rows {
+        s.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::catalog::tests::sample_record;
+
+    #[test]
+    fn a_table_like_wal_gs() {
+        let r = sample_record(
+            "base_000000010000000000000004",
+            "000000010000000000000004",
+            "2026-12-02T00:00:00Z",
+        );
+        let t = table(&[r], false);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("name "), "{t}");
+        assert!(
+            lines[1].starts_with("base_000000010000000000000004 2026-12-02T00:00:00Z 1 "),
+            "{t}"
+        );
+        assert!(lines[1].contains("3.0 MiB"), "{t}");
+        assert_eq!(table(&[], true), "No backups found\n");
+    }
+}

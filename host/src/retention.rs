@@ -1,0 +1,442 @@
+//! Retention, pure: which backups `delete retain` / `delete before` remove,
+//! and exactly which archived WAL files no kept backup needs any more.
+//!
+//! The rule (docs/backups.md, "Retention and verification"): a WAL file on
+//! timeline `t` in segment `s` is NEEDED by a kept backup B (timeline `tb`,
+//! start segment `Sb`, start LSN `Lb`) iff `s >= Sb` and either `t == tb`,
+//! or `t`'s history lists `tb` with a switch point `>= Lb` (t branched off
+//! B's line after B started, so B can be recovered onto t). Everything
+//! under `wal/` that no kept backup needs goes, except `.history` files:
+//! they are tiny and recovery reads every one of them to pick a timeline.
+//! A timeline newer than `tb` whose history file is missing or unreadable
+//! is kept: its ancestry is unknown, and keeping too much is the safe error.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::backup::catalog::BackupRecord;
+use crate::timeline::{History, WalEntry, WalInventory, parse_segment};
+
+/// What retention needs to know of one backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupPoint {
+    pub name: String,
+    pub timeline: u32,
+    /// XLogSegNo of the start LSN.
+    pub start_segno: u64,
+    pub start_lsn: u64,
+}
+
+impl BackupPoint {
+    pub fn of(record: &BackupRecord) -> BackupPoint {
+        let size = u64::from(record.wal_segment_size.max(1));
+        BackupPoint {
+            name: record.name.clone(),
+            timeline: record.timeline,
+            start_segno: record.start_lsn() / size,
+            start_lsn: record.start_lsn(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RetentionError {
+    #[error("refusing to delete every backup: at least one must be kept (retain N needs N >= 1)")]
+    EmptyKeepSet,
+    #[error("no backup named {0} in the archive (see `walship backup-list`)")]
+    UnknownBackup(String),
+}
+
+/// How many of the backups (oldest first) `delete retain N` removes.
+pub fn select_retain(total: usize, keep: usize) -> Result<usize, RetentionError> {
+    if keep == 0 {
+        return Err(RetentionError::EmptyKeepSet);
+    }
+    Ok(total.saturating_sub(keep))
+}
+
+/// What `delete before` removes backups before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Before {
+    /// Every backup older than this one; it stays.
+    Name(String),
+    /// Every backup older than the newest one that finished at or before
+    /// this time, which stays: the archive can still be restored to TIME.
+    Time(SystemTime),
+}
+
+/// How many of `backups` ((name, finish time), oldest first) `delete
+/// before` removes. Never the newest: the target itself always stays.
+pub fn select_before(
+    backups: &[(&str, Option<SystemTime>)],
+    target: &Before,
+) -> Result<usize, RetentionError> {
+    match target {
+        Before::Name(name) => backups
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| RetentionError::UnknownBackup(name.clone())),
+        Before::Time(t) => Ok(backups
+            .iter()
+            .rposition(|(_, finish)| finish.is_some_and(|f| f <= *t))
+            .unwrap_or(0)),
+    }
+}
+
+/// Whether WAL at (`timeline`, `segno`) is needed by backup `b`.
+pub fn needed_by(
+    b: &BackupPoint,
+    timeline: u32,
+    segno: u64,
+    histories: &BTreeMap<u32, History>,
+) -> bool {
+    if segno < b.start_segno {
+        return false;
+    }
+    if timeline == b.timeline {
+        return true;
+    }
+    match histories.get(&timeline) {
+        Some(h) => h
+            .switch_point_of(b.timeline)
+            .is_some_and(|switch| switch >= b.start_lsn),
+        None => timeline > b.timeline,
+    }
+}
+
+/// What a delete removes, in the order it removes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Complete backups, oldest first.
+    pub backups: Vec<String>,
+    /// Interrupted backups' data (no record), older than every kept backup.
+    pub unfinished: Vec<String>,
+    /// Names under `wal/`, oldest first.
+    pub wal: Vec<String>,
+    /// Interrupted backups left alone (perhaps a backup-push running now).
+    pub unfinished_kept: Vec<String>,
+    /// WAL files that stay.
+    pub wal_kept: usize,
+}
+
+/// The plan for keeping `keep` and removing `delete`, given the archive's
+/// WAL, its parsed histories and the names of unfinished backups.
+pub fn plan(
+    keep: &[BackupPoint],
+    delete: &[BackupPoint],
+    unfinished: &[String],
+    wal: &WalInventory,
+    histories: &BTreeMap<u32, History>,
+) -> Result<Plan, RetentionError> {
+    let oldest = keep
+        .iter()
+        .min_by_key(|b| (b.start_segno, b.timeline))
+        .ok_or(RetentionError::EmptyKeepSet)?;
+    let mut out = Plan {
+        backups: delete.iter().map(|b| b.name.clone()).collect(),
+        ..Plan::default()
+    };
+
+    let mut doomed: Vec<(u64, u32, &str)> = Vec::new();
+    for (name, entry) in &wal.files {
+        let needed = match entry.position() {
+            None => true, // .history
+            Some((tl, segno)) => keep.iter().any(|b| needed_by(b, tl, segno, histories)),
+        };
+        if needed {
+            out.wal_kept += 1;
+        } else {
+            let (tl, segno) = entry.position().expect("histories are needed");
+            doomed.push((segno, tl, name.as_str()));
+        }
+    }
+    doomed.sort();
+    out.wal = doomed.into_iter().map(|(_, _, n)| n.to_string()).collect();
+
+    // A backup-push in progress has no record yet and must not lose its
+    // data. Its start segment (in its name) is at or after the newest
+    // backup's on the server's timeline, so only data strictly older than
+    // the oldest kept backup, on a timeline no newer, is taken.
+    for name in unfinished {
+        let older = unfinished_start(name, wal.segment_size)
+            .is_some_and(|(tl, segno)| segno < oldest.start_segno && tl <= oldest.timeline);
+        if older {
+            out.unfinished.push(name.clone());
+        } else {
+            out.unfinished_kept.push(name.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// (timeline, segno) from `base_<segment>` or `base_<segment>_<n>`.
+fn unfinished_start(name: &str, segment_size: u32) -> Option<(u32, u64)> {
+    let rest = name.strip_prefix("base_")?;
+    parse_segment(rest.get(..24)?, segment_size)
+}
+
+/// (count, inclusive ranges of segment numbers) per timeline of the WAL a
+/// plan removes, for the dry run's summary. `.partial` and `.backup` files
+/// count with their segment.
+pub fn summarize_wal(
+    names: &[String],
+    segment_size: u32,
+) -> BTreeMap<u32, (usize, Vec<(u64, u64)>)> {
+    let mut by_tl: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for n in names {
+        if let Some((tl, segno)) = WalEntry::classify(n, segment_size).and_then(|e| e.position()) {
+            by_tl.entry(tl).or_default().push(segno);
+        }
+    }
+    by_tl
+        .into_iter()
+        .map(|(tl, mut segs)| {
+            let count = segs.len();
+            segs.sort_unstable();
+            (tl, (count, crate::timeline::runs(segs)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeline::tests::{SEG, seg};
+    use std::time::Duration;
+
+    fn point(name: &str, tl: u32, lsn: u64) -> BackupPoint {
+        BackupPoint {
+            name: name.into(),
+            timeline: tl,
+            start_segno: lsn / u64::from(SEG),
+            start_lsn: lsn,
+        }
+    }
+
+    fn inventory(names: &[String]) -> WalInventory {
+        WalInventory::new(names.iter().map(String::as_str), SEG)
+    }
+
+    fn histories(list: &[(u32, &str)]) -> BTreeMap<u32, History> {
+        list.iter()
+            .map(|&(tl, text)| (tl, History::parse(tl, text).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn linear_timeline_removes_exactly_what_precedes_the_oldest_kept_start() {
+        let mut names: Vec<String> = (1..=12).map(|n| seg(1, n)).collect();
+        names.push(format!("{}.00000028.backup", seg(1, 2)));
+        names.push(format!("{}.00000028.backup", seg(1, 5)));
+        names.push(format!("{}.00000060.backup", seg(1, 9)));
+        let wal = inventory(&names);
+        let old = point("base_000000010000000000000002", 1, 0x200_0028);
+        let b2 = point("base_000000010000000000000005", 1, 0x500_0028);
+        let b3 = point("base_000000010000000000000009", 1, 0x900_0060);
+        let p = plan(&[b2, b3], &[old], &[], &wal, &BTreeMap::new()).unwrap();
+        assert_eq!(p.backups, ["base_000000010000000000000002"]);
+        // Oldest first; the removed backup's label goes with its segment.
+        assert_eq!(
+            p.wal,
+            [
+                seg(1, 1),
+                seg(1, 2),
+                format!("{}.00000028.backup", seg(1, 2)),
+                seg(1, 3),
+                seg(1, 4),
+            ]
+        );
+        assert_eq!(
+            p.wal_kept,
+            names.len() - 5,
+            "segments 5..=12 and the kept labels"
+        );
+        assert!(!p.wal.iter().any(|n| n.starts_with(&seg(1, 5))));
+    }
+
+    #[test]
+    fn branch_created_after_the_oldest_kept_backup_started_is_kept() {
+        // B starts on timeline 1 at 0/5000028; timeline 2 forks at 0/8000100
+        // (after B started): restoring B with recovery_target_timeline =
+        // latest follows timeline 2, so its WAL stays.
+        let mut names: Vec<String> = (1..=9).map(|n| seg(1, n)).collect();
+        names.push(format!("{}.partial", seg(1, 8)));
+        names.extend((8..=10).map(|n| seg(2, n)));
+        names.push("00000002.history".into());
+        let wal = inventory(&names);
+        let h = histories(&[(2, "1\t0/8000100\tno recovery target specified\n")]);
+        let b = point("base_000000010000000000000005", 1, 0x500_0028);
+        let p = plan(std::slice::from_ref(&b), &[], &[], &wal, &h).unwrap();
+        assert_eq!(p.wal, [seg(1, 1), seg(1, 2), seg(1, 3), seg(1, 4)]);
+        for n in (8..=10).map(|n| seg(2, n)) {
+            assert!(!p.wal.contains(&n), "{n} removed");
+        }
+        assert!(!p.wal.contains(&"00000002.history".to_string()));
+        assert!(!p.wal.contains(&format!("{}.partial", seg(1, 8))));
+    }
+
+    #[test]
+    fn branch_created_before_the_oldest_kept_backup_started_is_removed() {
+        // Timeline 2 forked at 0/3000000, before B (timeline 1, 0/5000028)
+        // started: B cannot be recovered onto it. Its segments go, its
+        // history stays.
+        let mut names: Vec<String> = (1..=9).map(|n| seg(1, n)).collect();
+        names.push(format!("{}.partial", seg(1, 3)));
+        names.extend((3..=6).map(|n| seg(2, n)));
+        names.push("00000002.history".into());
+        let wal = inventory(&names);
+        let h = histories(&[(2, "1\t0/3000000\tno recovery target specified\n")]);
+        let b = point("base_000000010000000000000005", 1, 0x500_0028);
+        let p = plan(std::slice::from_ref(&b), &[], &[], &wal, &h).unwrap();
+        for n in (3..=6).map(|n| seg(2, n)) {
+            assert!(p.wal.contains(&n), "{n} kept");
+        }
+        assert!(p.wal.contains(&format!("{}.partial", seg(1, 3))));
+        assert!(!p.wal.contains(&"00000002.history".to_string()));
+        for n in (5..=9).map(|n| seg(1, n)) {
+            assert!(!p.wal.contains(&n), "{n} removed");
+        }
+        // A backup taken on timeline 2 keeps its own line and nothing of 1
+        // after the fork it does not need.
+        let b2 = point("base_000000020000000000000005", 2, 0x500_0100);
+        let p = plan(std::slice::from_ref(&b2), &[], &[], &wal, &h).unwrap();
+        assert!(p.wal.contains(&seg(2, 4)));
+        assert!(!p.wal.contains(&seg(2, 5)) && !p.wal.contains(&seg(2, 6)));
+        assert!(
+            p.wal.contains(&seg(1, 7)),
+            "timeline 1 after the fork is not 2's"
+        );
+    }
+
+    #[test]
+    fn grandchild_timelines_follow_their_whole_history() {
+        // 1 -> 2 at 0/6000000 -> 3 at 0/7000000; B on 1 at 0/5000028: all
+        // three lines from segment 5 on are B's.
+        let mut names: Vec<String> = (1..=8).map(|n| seg(1, n)).collect();
+        names.extend([seg(2, 6), seg(3, 7), seg(3, 8)]);
+        let wal = inventory(&names);
+        let h = histories(&[
+            (2, "1\t0/6000000\tx\n"),
+            (3, "1\t0/6000000\tx\n2\t0/7000000\ty\n"),
+        ]);
+        let b = point("b", 1, 0x500_0028);
+        let p = plan(&[b], &[], &[], &wal, &h).unwrap();
+        assert_eq!(p.wal, (1..=4).map(|n| seg(1, n)).collect::<Vec<_>>());
+        // A timeline without its history file is kept (unknown ancestry).
+        names.push(seg(4, 2));
+        let wal = inventory(&names);
+        let b = point("b", 1, 0x100_0028);
+        let p = plan(&[b], &[], &[], &wal, &h).unwrap();
+        assert!(!p.wal.contains(&seg(4, 2)));
+    }
+
+    #[test]
+    fn history_files_are_always_kept() {
+        let names: Vec<String> = vec![
+            seg(1, 1),
+            "00000002.history".into(),
+            "00000003.history".into(),
+        ];
+        let wal = inventory(&names);
+        let b = point("b", 3, 0x900_0028);
+        let p = plan(&[b], &[], &[], &wal, &BTreeMap::new()).unwrap();
+        assert_eq!(p.wal, [seg(1, 1)]);
+        assert_eq!(p.wal_kept, 2);
+    }
+
+    #[test]
+    fn backup_labels_of_removed_backups_go_and_kept_ones_stay() {
+        let names: Vec<String> = vec![
+            format!("{}.00000028.backup", seg(1, 2)),
+            format!("{}.00000100.backup", seg(1, 6)),
+            seg(1, 2),
+            seg(1, 6),
+        ];
+        let wal = inventory(&names);
+        let p = plan(
+            &[point("new", 1, 0x600_0100)],
+            &[point("old", 1, 0x200_0028)],
+            &[],
+            &wal,
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let mut got = p.wal.clone();
+        got.sort();
+        assert_eq!(got, [seg(1, 2), format!("{}.00000028.backup", seg(1, 2))]);
+    }
+
+    #[test]
+    fn refuses_an_empty_keep_set() {
+        let wal = inventory(&[seg(1, 1)]);
+        assert_eq!(
+            plan(&[], &[point("a", 1, 0)], &[], &wal, &BTreeMap::new()),
+            Err(RetentionError::EmptyKeepSet)
+        );
+        assert_eq!(select_retain(3, 0), Err(RetentionError::EmptyKeepSet));
+    }
+
+    #[test]
+    fn the_newest_backup_is_never_selected() {
+        assert_eq!(select_retain(3, 2), Ok(1));
+        assert_eq!(select_retain(3, 1), Ok(2));
+        assert_eq!(select_retain(2, 5), Ok(0));
+        let t = |s: u64| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        let backups = [("a", t(100)), ("b", t(200)), ("c", t(300))];
+        assert_eq!(select_before(&backups, &Before::Name("c".into())), Ok(2));
+        assert_eq!(select_before(&backups, &Before::Name("a".into())), Ok(0));
+        assert_eq!(
+            select_before(&backups, &Before::Name("zz".into())),
+            Err(RetentionError::UnknownBackup("zz".into()))
+        );
+        let at = |s: u64| Before::Time(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        // The newest backup finished by TIME stays (restores to TIME need it).
+        assert_eq!(select_before(&backups, &at(250)), Ok(1));
+        assert_eq!(select_before(&backups, &at(200)), Ok(1));
+        assert_eq!(select_before(&backups, &at(50)), Ok(0));
+        assert_eq!(select_before(&backups, &at(10_000)), Ok(2), "keeps c");
+    }
+
+    #[test]
+    fn unfinished_backups_older_than_every_kept_one_go_and_others_stay() {
+        let wal = inventory(&[seg(1, 1)]);
+        let unfinished = vec![
+            "base_000000010000000000000003".to_string(),
+            "base_000000010000000000000003_2".to_string(),
+            "base_000000010000000000000009".to_string(),
+            "base_000000020000000000000004".to_string(),
+            "custom".to_string(),
+        ];
+        let p = plan(
+            &[point("k", 1, 0x500_0028)],
+            &[],
+            &unfinished,
+            &wal,
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            p.unfinished,
+            [
+                "base_000000010000000000000003",
+                "base_000000010000000000000003_2"
+            ]
+        );
+        assert_eq!(
+            p.unfinished_kept,
+            [
+                "base_000000010000000000000009",
+                "base_000000020000000000000004",
+                "custom"
+            ]
+        );
+    }
+
+    #[test]
+    fn summary_counts_and_ranges_per_timeline() {
+        let names = vec![seg(1, 1), seg(1, 2), seg(1, 4), seg(2, 7)];
+        let s = summarize_wal(&names, SEG);
+        assert_eq!(s[&1], (3, vec![(1, 2), (4, 4)]));
+        assert_eq!(s[&2], (1, vec![(7, 7)]));
+    }
+}
