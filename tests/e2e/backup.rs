@@ -17,36 +17,56 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use walship_e2e::emulators::S3sFs;
+use walship_e2e::emulators::azure::Azurite;
+use walship_e2e::emulators::gcs::FakeGcs;
+use walship_e2e::emulators::swift::Swift;
 use walship_e2e::process::{is_root, postgres_ids};
 use walship_e2e::walship::walship_bin;
 use walship_e2e::{Cluster, Outcome, Scratch, WalshipArchive};
 
-/// An archive and a way to reach the file behind each stored object.
+/// An archive on one backend, and the local server behind it (if any), kept
+/// running as long as the archive is used.
 struct Backend {
     archive: WalshipArchive,
-    /// The file holding object `key` (relative to the archive prefix).
-    object_file: Box<dyn Fn(&str) -> PathBuf>,
-    _server: Option<S3sFs>,
+    _server: Option<Box<dyn std::any::Any>>,
 }
 
 fn file(scratch: &Scratch) -> Backend {
-    let archive = WalshipArchive::file(scratch, "archive");
-    let a = archive.clone();
     Backend {
-        archive,
-        object_file: Box::new(move |key| a.object_path(key)),
+        archive: WalshipArchive::file(scratch, "archive"),
         _server: None,
     }
 }
 
 fn s3s_fs(scratch: &Scratch) -> Backend {
     let s3 = S3sFs::start(scratch);
-    let archive = s3.archive(scratch, "backups-e2e");
-    let data = s3.data_dir().join(S3sFs::BUCKET).join("backups-e2e");
     Backend {
-        archive,
-        object_file: Box::new(move |key| data.join(key)),
-        _server: Some(s3),
+        archive: s3.archive(scratch, "backups-e2e"),
+        _server: Some(Box::new(s3)),
+    }
+}
+
+fn azurite(scratch: &Scratch) -> Backend {
+    let azure = Azurite::start(scratch);
+    Backend {
+        archive: azure.archive(scratch, "backups-e2e", azure.shared_key_env()),
+        _server: Some(Box::new(azure)),
+    }
+}
+
+fn swift(scratch: &Scratch) -> Backend {
+    let swift = Swift::start(scratch);
+    Backend {
+        archive: swift.archive(scratch, "walship", "backups-e2e"),
+        _server: Some(Box::new(swift)),
+    }
+}
+
+fn fake_gcs(scratch: &Scratch) -> Backend {
+    let gcs = FakeGcs::start(scratch);
+    Backend {
+        archive: gcs.archive(scratch, "backups-e2e"),
+        _server: Some(Box::new(gcs)),
     }
 }
 
@@ -65,7 +85,27 @@ macro_rules! backends {
     )*};
 }
 
-backends!(file, s3s_fs);
+backends!(file, s3s_fs, azurite, swift, fake_gcs);
+
+/// Damages stored object `key` through the backend itself (`walship st get`,
+/// one byte flipped in the middle, `walship st put`), the same way on every
+/// backend.
+fn flip_a_byte(b: &Backend, scratch: &Scratch, key: &str) {
+    let dir = scratch.postgres_dir("flip", 0o700);
+    let copy = dir.join("object");
+    assert_ok(
+        &walship(b).args(["st", "get", key]).arg(&copy).run(),
+        "st get",
+    );
+    let mut bytes = fs::read(&copy).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    fs::write(&copy, bytes).unwrap();
+    assert_ok(
+        &walship(b).args(["st", "put", key]).arg(&copy).run(),
+        "st put",
+    );
+}
 
 /// walship for this archive, as `postgres`, with a deadline fit for a backup.
 fn walship(b: &Backend) -> walship_e2e::walship::Walship {
@@ -386,11 +426,7 @@ fn interrupted_and_damaged(backend: fn(&Scratch) -> Backend) {
         .into_iter()
         .next()
         .expect("a volume");
-    let path = (b.object_file)(&volume);
-    let mut bytes = fs::read(&path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x40;
-    fs::write(&path, bytes).unwrap();
+    flip_a_byte(&b, &scratch, &volume);
     let target = scratch.postgres_dir("damaged", 0o700);
     let out = walship(&b)
         .arg("backup-fetch")
