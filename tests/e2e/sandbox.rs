@@ -228,6 +228,10 @@ fn the_overall_deadline_bounds_a_stuck_command() {
 #[test]
 fn sigterm_stops_a_stuck_command_cleanly() {
     let h = Hostile::new("sigterm");
+    // Compile the plugin into the cache first: on a loaded machine that alone
+    // can take longer than the wait below, and a SIGTERM that arrives before
+    // walship has set up its handler kills it the default way.
+    h.assert_still_works();
     let data = h.file("spin", b"");
     let store = h.scratch.dir("store");
     let child = Command::new(walship_bin())
