@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 use std::fs;
 
-use walship_e2e::pitr::{MIN_SEGMENTS, PitrReport, archive_and_recover};
+use walship_e2e::pitr::{
+    BaseBackups, MIN_SEGMENTS, PitrReport, archive_and_recover, archive_and_recover_with,
+};
 use walship_e2e::walship::{OBJECT_HEADER_LEN, OBJECT_MAGIC};
 use walship_e2e::{Scratch, WalshipArchive};
 
@@ -51,7 +53,9 @@ fn check_file_layout(archive: &WalshipArchive, report: &PitrReport) {
 fn file_backend() {
     let scratch = Scratch::new("pitr-file");
     let archive = WalshipArchive::file(&scratch, "archive");
-    let report = archive_and_recover(&scratch, &archive);
+    // The base backup too goes through walship (backup-push, backup-fetch),
+    // as in `cargo xtask demo`.
+    let report = archive_and_recover_with(&scratch, &archive, BaseBackups::Walship(&archive));
     check_file_layout(&archive, &report);
     println!(
         "archived {} files up to {}; recovered to {} ({:?}) and to the end ({:?})",

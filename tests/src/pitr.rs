@@ -2,8 +2,9 @@
 //! [`Archive`]: walship with each backend, or the `cp` stand-in.
 //!
 //! A primary archives from its first segment on. A base backup is taken
-//! without WAL (`--wal-method=none`), so recovery gets every byte of WAL from
-//! the archive. Two batches of writes are separated by a recorded target time,
+//! without WAL (`pg_basebackup --wal-method=none`, or walship's own
+//! `backup-push`, restored with `backup-fetch`: [`BaseBackups`]), so recovery
+//! gets every byte of WAL from the archive. Two batches of writes are separated by a recorded target time,
 //! with dozens of segment switches around them. Then the backup is restored
 //! twice: to the target time (only batch 1 must be there) and to the end of
 //! the archive (everything must be there).
@@ -11,9 +12,51 @@
 use std::thread;
 use std::time::Duration;
 
-use crate::archive::Archive;
+use std::path::PathBuf;
+
+use crate::archive::{Archive, WalshipArchive};
 use crate::pg::{ArchiverStats, Cluster, segment_number};
 use crate::scratch::Scratch;
+
+/// Who takes and restores the base backup the scenario recovers from.
+#[derive(Clone, Copy)]
+pub enum BaseBackups<'a> {
+    /// `pg_basebackup --wal-method=none` into a directory.
+    PgBasebackup,
+    /// `walship backup-push` into this archive, restored by
+    /// `walship backup-fetch ... LATEST` (the restore path operators use).
+    Walship(&'a WalshipArchive),
+}
+
+impl BaseBackups<'_> {
+    /// Takes the backup; returns a directory holding it, ready to be copied
+    /// into a new data directory.
+    fn take(self, scratch: &Scratch, primary: &Cluster) -> PathBuf {
+        match self {
+            BaseBackups::PgBasebackup => primary.basebackup("base", &["--wal-method=none"]),
+            BaseBackups::Walship(archive) => {
+                let out = archive
+                    .walship()
+                    .timeout(Duration::from_secs(600))
+                    .arg("backup-push")
+                    .arg(primary.data_dir())
+                    .run();
+                assert!(out.success(), "walship backup-push failed:\n{out}");
+                let dir = scratch.postgres_dir("base", 0o700);
+                let out = archive
+                    .walship()
+                    .timeout(Duration::from_secs(600))
+                    .arg("backup-fetch")
+                    .arg(&dir)
+                    .arg("LATEST")
+                    .run();
+                assert!(out.success(), "walship backup-fetch failed:\n{out}");
+                assert!(dir.join("backup_label").is_file(), "no backup_label");
+                dir
+            }
+        }
+    }
+}
 
 /// Finished segments the primary must have archived before the restores.
 pub const MIN_SEGMENTS: u64 = 32;
@@ -78,13 +121,22 @@ pub struct PitrReport {
 /// Runs the scenario with clusters in `scratch`, archiving into `archive`.
 /// Panics on any deviation; returns what it saw.
 pub fn archive_and_recover(scratch: &Scratch, archive: &dyn Archive) -> PitrReport {
+    archive_and_recover_with(scratch, archive, BaseBackups::PgBasebackup)
+}
+
+/// [`archive_and_recover`] with the base backup taken and restored by `how`.
+pub fn archive_and_recover_with(
+    scratch: &Scratch,
+    archive: &dyn Archive,
+    how: BaseBackups,
+) -> PitrReport {
     let mut primary = Cluster::init(scratch, "primary");
     primary.archive_to(archive, "on");
     primary.start();
 
     primary.pgbench(&["-i", "-s", "1", "-q"]);
     primary.psql("create table marks (id int, batch int)");
-    let backup = primary.basebackup("base", &["--wal-method=none"]);
+    let backup = how.take(scratch, &primary);
 
     // Batch 1.
     let mut switched = Vec::new();

@@ -1,11 +1,13 @@
 //! `cargo xtask demo`: the main job, narrated. A throwaway PostgreSQL 15
 //! archives through `walship wal-push` into a local directory (the filesystem
-//! plugin); a base backup is then restored with `walship wal-fetch` to a point
-//! in time between two batches of writes, and again to the end of the archive.
+//! plugin), takes a base backup with `walship backup-push`; the backup is then
+//! restored with `walship backup-fetch` and recovered through
+//! `walship wal-fetch` to a point in time between two batches of writes, and
+//! again to the end of the archive.
 
 use std::time::Instant;
 
-use walship_e2e::pitr::archive_and_recover;
+use walship_e2e::pitr::{BaseBackups, archive_and_recover_with};
 use walship_e2e::walship::walship_bin;
 use walship_e2e::{Archive, Scratch, WalshipArchive};
 
@@ -19,9 +21,9 @@ fn main() {
     println!("  archive_command: {}", archive.archive_command());
     println!("  restore_command: {}", archive.restore_command());
     println!(
-        "\n1. initdb, archive_mode = on, pgbench, base backup without WAL, batch 1, a recorded time, batch 2, pg_switch_wal() ..."
+        "\n1. initdb, archive_mode = on, pgbench, walship backup-push, batch 1, a recorded time, batch 2, pg_switch_wal() ..."
     );
-    let report = archive_and_recover(&scratch, &archive);
+    let report = archive_and_recover_with(&scratch, &archive, BaseBackups::Walship(&archive));
     println!(
         "2. archived: {} files ({} segments switched), archiver failures: {}",
         report.archiver.archived_count,
@@ -40,14 +42,14 @@ fn main() {
             .join(", ")
     );
     println!(
-        "3. restored the base backup to {} (recovery_target_time):",
+        "3. walship backup-fetch LATEST, recovered to {} (recovery_target_time):",
         report.target_time
     );
     println!(
         "   batch 1 rows: {}, batch 2 rows: {}, pgbench history rows: {} (exactly what the primary had then)",
         report.at_target.batch1, report.at_target.batch2, report.at_target.history
     );
-    println!("4. restored the base backup to the end of the archive:");
+    println!("4. the same backup recovered to the end of the archive:");
     println!(
         "   batch 1 rows: {}, batch 2 rows: {}, pgbench history rows: {} (everything)",
         report.at_end.batch1, report.at_end.batch2, report.at_end.history
