@@ -10,84 +10,33 @@
 //! JWT; fake-gcs-server ignores it), so the difference is what signing costs
 //! per process, what an on-disk token cache could save.
 
-use std::time::{Duration, Instant};
-
 use walship_e2e::emulators::gcs::{FakeGcs, ServiceAccountKey};
-use walship_e2e::pg::segment_number;
-use walship_e2e::{Archive, Cluster, Scratch, WalshipArchive};
+use walship_e2e::{Scratch, WalshipArchive};
 
-const SEGMENTS: u64 = 64;
-const SEGMENT_MIB: f64 = 16.0;
+use crate::throughput;
 
 pub fn figures(scratch: &Scratch) {
     let gcs = FakeGcs::start(scratch);
     let key = ServiceAccountKey::generate(scratch, "bench");
-    println!(
-        "## archive throughput: PostgreSQL's archive_command into GCS (fake-gcs-server), zstd\n\
-         | credentials | segments | seconds | MiB/s | ms per segment | archiver failures | objects stored |\n\
-         |---|---|---|---|---|---|---|"
-    );
+    throughput::print_header("GCS (fake-gcs-server)");
     let emulator = gcs.archive(scratch, "throughput-emulator");
-    archive_throughput(scratch, "none (STORAGE_EMULATOR_HOST)", &emulator);
+    throughput::archive_64_segments(
+        scratch,
+        "gcs-emulator",
+        "no credentials (STORAGE_EMULATOR_HOST)",
+        &emulator,
+    );
     let signed = WalshipArchive::new(scratch, format!("gs://{}/throughput-sa", FakeGcs::BUCKET))
         .with_env("WALSHIP_GS_ENDPOINT", gcs.endpoint())
         .with_env(
             "GOOGLE_APPLICATION_CREDENTIALS",
             key.key_file.display().to_string(),
         );
-    archive_throughput(scratch, "service account (RS256 JWT)", &signed);
-    println!();
-}
-
-fn archive_throughput(scratch: &Scratch, label: &str, archive: &WalshipArchive) {
-    // The first command compiles the plugin into the archive's cache; keep
-    // that out of the figure.
-    archive.walship().args(["st", "ls"]).run().ok();
-
-    let mut cluster = Cluster::init(scratch, &format!("gcs-archiver-{}", label.len()));
-    cluster
-        .set("max_wal_size", "2GB")
-        .set("archive_mode", "on")
-        .set("archive_command", "");
-    cluster.start();
-    cluster.psql("create table filler (id int, payload text)");
-    let first = cluster.psql("select pg_walfile_name(pg_current_wal_lsn())");
-    // Real WAL, not the zeros a bare pg_switch_wal() leaves: rows of hex
-    // text (compresses about 2:1, like much real data).
-    loop {
-        cluster.psql(
-            "insert into filler select g, repeat(md5(random()::text), 7) \
-             from generate_series(1, 20000) g",
-        );
-        let current = cluster.psql("select pg_walfile_name(pg_current_wal_lsn())");
-        if segment_number(&current) - segment_number(&first) + 1 >= SEGMENTS {
-            break;
-        }
-    }
-    cluster.set("archive_command", archive.archive_command());
-    let last = cluster.switch_wal();
-    let pending = cluster
-        .psql_i64("select count(*) from pg_ls_archive_statusdir() where name like '%.ready'");
-    cluster.psql("select pg_reload_conf()");
-    let start = Instant::now();
-    let stats = loop {
-        let stats = cluster.archiver_stats();
-        if stats.last_archived_wal.as_str() >= last.as_str() {
-            break stats;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(900),
-            "archiving stalled: {stats:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let secs = start.elapsed().as_secs_f64();
-    cluster.stop();
-    let stored = archive.stored_wal_files().len();
-    println!(
-        "| {label} | {pending} | {secs:.1} | {:.0} | {:.0} | {} | {stored} |",
-        pending as f64 * SEGMENT_MIB / secs,
-        secs * 1e3 / pending as f64,
-        stats.failed_count
+    throughput::archive_64_segments(
+        scratch,
+        "gcs-signed",
+        "service account (RS256 JWT)",
+        &signed,
     );
+    println!();
 }

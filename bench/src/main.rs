@@ -39,6 +39,7 @@ mod gcs;
 mod peers;
 mod s3;
 mod swift;
+mod throughput;
 
 const RUNS: usize = 12;
 

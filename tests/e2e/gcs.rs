@@ -14,37 +14,19 @@
 //! = not stored.
 
 use std::collections::BTreeSet;
-use std::fs;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
+use walship_e2e::by_hand::{push, read, segment_bytes};
 use walship_e2e::emulators::gcs::{AuthProxy, FakeGcs, ServiceAccountKey};
 use walship_e2e::pitr::{MIN_SEGMENTS, archive_and_recover};
 use walship_e2e::walship::{OBJECT_HEADER_LEN, OBJECT_MAGIC};
-use walship_e2e::{Cluster, Outcome, Scratch, Walship, WalshipArchive, random_bytes};
+use walship_e2e::{Cluster, Scratch, Walship, WalshipArchive, random_bytes};
 
 const MIB: usize = 1024 * 1024;
 /// Where the plugin keeps the parts of unfinished uploads.
 const UPLOADS: &str = ".walship-uploads/";
-
-fn read(path: &Path) -> Vec<u8> {
-    fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-/// `wal-push pg_wal/<name>` from the cluster's data directory.
-fn push(archive: &WalshipArchive, cluster: &Cluster, name: &str) -> Outcome {
-    archive
-        .walship()
-        .cwd(cluster.data_dir())
-        .args(["wal-push", &format!("pg_wal/{name}")])
-        .run()
-}
-
-fn segment_bytes(cluster: &Cluster, name: &str) -> Vec<u8> {
-    read(&cluster.data_dir().join("pg_wal").join(name))
-}
 
 /// fake-gcs-server, a service-account key and the checking proxy.
 struct Authenticated {

@@ -9,10 +9,9 @@
 //! contract (see wal_commands.rs): wal-push 0 = stored, 1..=125 = not stored.
 
 use std::collections::BTreeSet;
-use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
+use walship_e2e::by_hand::{fetch, push, read, segment_bytes};
 use walship_e2e::emulators::swift::{Swift, SwiftAuth};
 use walship_e2e::pg::WAIT_TIMEOUT;
 use walship_e2e::pitr::{MIN_SEGMENTS, archive_and_recover};
@@ -22,42 +21,6 @@ use walship_e2e::{Archive, Cluster, Outcome, Scratch, Walship, WalshipArchive, r
 const MIB: usize = 1024 * 1024;
 const CONTAINER: &str = "walship";
 const SEGMENTS: &str = ".walship-segments/";
-
-fn read(path: &Path) -> Vec<u8> {
-    fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-/// `wal-push pg_wal/<name>` from the cluster's data directory.
-fn push(archive: &WalshipArchive, cluster: &Cluster, name: &str) -> Outcome {
-    archive
-        .walship()
-        .cwd(cluster.data_dir())
-        .args(["wal-push", &format!("pg_wal/{name}")])
-        .run()
-}
-
-/// `wal-fetch <name>` into a new file of `scratch`; returns its bytes.
-#[track_caller]
-fn fetch(archive: &WalshipArchive, cluster: &Cluster, scratch: &Scratch, name: &str) -> Vec<u8> {
-    let dir = scratch.postgres_dir("fetched", 0o700);
-    let dest = dir.join(name);
-    let _ = fs::remove_file(&dest);
-    archive
-        .walship()
-        .cwd(cluster.data_dir())
-        .arg("wal-fetch")
-        .arg(name)
-        .arg(&dest)
-        .run()
-        .ok();
-    let bytes = read(&dest);
-    let _ = fs::remove_file(&dest);
-    bytes
-}
-
-fn segment_bytes(cluster: &Cluster, name: &str) -> Vec<u8> {
-    read(&cluster.data_dir().join("pg_wal").join(name))
-}
 
 /// Runs the conformance suite with `env`; returns its JSON report after
 /// checking that the exit status agrees with it.

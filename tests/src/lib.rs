@@ -9,6 +9,8 @@
 //! - [`archive`]: what PostgreSQL runs to archive and restore (walship at a
 //!   prefix, or a `cp` stand-in).
 //! - [`pitr`]: the archive-and-recover scenario, run once per backend.
+//! - [`by_hand`]: wal-push / wal-fetch of single files, and what a refusal
+//!   looks like, for the backend suites.
 //! - [`emulators`]: local S3 stand-ins (s3s-fs, moto, a TLS front) a test
 //!   starts and stops itself.
 //!
@@ -33,6 +35,7 @@
 //! tested.
 
 pub mod archive;
+pub mod by_hand;
 pub mod emulators;
 pub mod pg;
 pub mod pitr;
