@@ -338,7 +338,11 @@ fn expired_token_is_renewed_transparently() {
         Vec::<String>::new()
     );
 
-    // The expired token with credentials: renewed once, in the same process.
+    // The expired token with credentials: renewed in the same process. Once,
+    // as a rule; tempauth hands out its cached token until that lapses, so a
+    // renewal a moment before the cached token expires gets one that
+    // expires under the next request and is renewed again (seen once in CI
+    // with 2 s tokens): every renewal is one auth request, and a few at most.
     let renewing = archive
         .clone()
         .with_env("OS_STORAGE_URL", swift.storage_url())
@@ -347,7 +351,10 @@ fn expired_token_is_renewed_transparently() {
     let before = auth_requests(&swift);
     let out = push(&renewing, &cluster, &segments[0]).ok();
     let renewals = out.stderr.matches("authenticating again").count();
-    assert_eq!(renewals, 1, "expected one renewal in the log:\n{out}");
+    assert!(
+        (1..=3).contains(&renewals),
+        "expected one renewal (at most 3) in the log:\n{out}"
+    );
     assert!(!out.stderr.contains(&token), "the token was logged:\n{out}");
     assert!(
         !out.stderr.contains("testing"),
@@ -355,13 +362,13 @@ fn expired_token_is_renewed_transparently() {
     );
     // The proxy writes its access line after answering: give it a moment.
     let started = Instant::now();
-    while auth_requests(&swift) == before && started.elapsed() < Duration::from_secs(10) {
+    while auth_requests(&swift) - before < renewals && started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
         auth_requests(&swift) - before,
-        1,
-        "expected exactly one v1 auth request for the renewal"
+        renewals,
+        "expected exactly one v1 auth request per renewal"
     );
     assert_eq!(
         fetch(&archive, &cluster, &scratch, &segments[0]),
