@@ -98,6 +98,10 @@ struct Workload {
 struct Measure {
     segments: u64,
     seconds: f64,
+    /// CPU time the whole machine spent during the run (every process:
+    /// PostgreSQL, the tool, the S3 stand-in): near cores × seconds means
+    /// the run was CPU-bound, well below means it waited.
+    cpu_seconds: f64,
     stored: u64,
 }
 
@@ -143,8 +147,10 @@ pub fn main(args: &[String]) {
     let tools = tools::all(&scratch, s3.as_ref(), &s3_why);
     versions();
 
-    println!("| tool | workload | segments | seconds | MiB/s | stored bytes |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| tool | workload | segments | seconds | MiB/s | stored bytes | machine CPU s | CPU ms per segment |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     let mut rows: Vec<(String, &'static str, Outcome)> = Vec::new();
     let mut by_key: BTreeMap<(String, &'static str), f64> = BTreeMap::new();
     for tool in tools {
@@ -186,8 +192,10 @@ pub fn main(args: &[String]) {
     }
 
     println!("\n## all runs (load average now {})", loadavg());
-    println!("| tool | workload | segments | seconds | MiB/s | stored bytes |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| tool | workload | segments | seconds | MiB/s | stored bytes | machine CPU s | CPU ms per segment |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for (name, workload, outcome) in &rows {
         print_row(name, workload, outcome);
     }
@@ -210,14 +218,40 @@ fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 fn print_row(name: &str, workload: &str, outcome: &Outcome) {
     match outcome {
         Ok(m) => println!(
-            "| {name} | {workload} | {} | {:.1} | {:.0} | {} |",
+            "| {name} | {workload} | {} | {:.1} | {:.0} | {} | {:.1} | {:.0} |",
             m.segments,
             m.seconds,
             m.segments as f64 * SEGMENT_MIB / m.seconds,
-            m.stored
+            m.stored,
+            m.cpu_seconds,
+            m.cpu_seconds * 1000.0 / m.segments as f64,
         ),
-        Err(why) => println!("| {name} | {workload} | skipped: {why} | | | |"),
+        Err(why) => println!("| {name} | {workload} | skipped: {why} | | | | | |"),
     }
+}
+
+/// Busy CPU seconds of the whole machine since boot (all cores; `/proc/stat`
+/// counts in USER_HZ, 100 per second on Linux).
+fn machine_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(total) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    // user nice system idle iowait irq softirq steal: busy is all but idle
+    // and iowait.
+    let ticks: Vec<f64> = total
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let busy: f64 = ticks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    busy / 100.0
 }
 
 /// A private copy of `dist/`, used by every run: a `cargo xtask dist`
@@ -393,6 +427,7 @@ fn archive(w: &Workload, tool: &Tool) -> Outcome {
     cluster.set("archive_command", command);
     cluster.psql("select pg_reload_conf()");
     let start = Instant::now();
+    let cpu_start = machine_cpu_seconds();
     let mut checked = Instant::now();
     loop {
         // Polling the directory costs no process; pg_stat_archiver is asked
@@ -422,10 +457,12 @@ fn archive(w: &Workload, tool: &Tool) -> Outcome {
         std::thread::sleep(Duration::from_millis(20));
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cpu_seconds = machine_cpu_seconds() - cpu_start;
     cluster.stop();
     Ok(Measure {
         segments: w.pending,
         seconds,
+        cpu_seconds,
         stored: tool.stored_bytes(),
     })
 }
@@ -441,6 +478,7 @@ fn restore(w: &Workload, tool: &Tool) -> Outcome {
     cluster.set("restore_command", command);
     cluster.touch("recovery.signal");
     let start = Instant::now();
+    let cpu_start = machine_cpu_seconds();
     cluster.start();
     loop {
         if let Ok(s) = cluster.try_psql("select pg_is_in_recovery()")
@@ -460,6 +498,7 @@ fn restore(w: &Workload, tool: &Tool) -> Outcome {
         std::thread::sleep(Duration::from_millis(20));
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cpu_seconds = machine_cpu_seconds() - cpu_start;
     // The new timeline begins where recovery ended: after the last
     // archived segment, unless recovery stopped early.
     let now = cluster.psql("select pg_walfile_name(pg_current_wal_lsn())");
@@ -473,6 +512,7 @@ fn restore(w: &Workload, tool: &Tool) -> Outcome {
     Ok(Measure {
         segments: w.replayed,
         seconds,
+        cpu_seconds,
         stored: tool.stored_bytes(),
     })
 }
@@ -510,6 +550,7 @@ fn ratios(by_key: &BTreeMap<(String, &'static str), f64>) {
     );
     for (walship, label) in [
         ("walship-s3-tls", "walship s3:// https"),
+        ("walship-s3-tls-lz4", "walship s3:// https lz4"),
         ("walship-s3", "walship s3:// http"),
     ] {
         speed(

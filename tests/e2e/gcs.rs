@@ -251,6 +251,93 @@ fn wrong_key_is_refused_and_nothing_is_archived() {
     println!("wrong key: {}", out.stderr.trim());
 }
 
+/// PostgreSQL starts walship once per segment, and signing a token costs
+/// each process an RSA signature in wasm: the host keeps the token the first
+/// process signed (contract 0.1.1's `cache`), in a 0600 file only `postgres`
+/// can read, for the next. Kept per configuration: a key file with another
+/// key is never served the kept token. A kept token the service refuses is
+/// replaced by a new signature.
+#[test]
+fn a_token_outlives_the_process_but_not_the_key() {
+    let scratch = Scratch::new("gcs-token-cache");
+    let env = Authenticated::start(&scratch);
+    // One file per process: no push-ahead instances signing side by side.
+    let archive = env
+        .archive(&scratch, "tokens")
+        .with_env("WALSHIP_UPLOAD_CONCURRENCY", "1");
+    let cluster = Cluster::with_finished_segments(&scratch, "pg", 4);
+    let names = cluster.wal_segments();
+    let stored = |name: &str| env.gcs.object(&format!("tokens/wal/{name}")).is_some();
+
+    push(&archive, &cluster, &names[0]).ok();
+    assert_eq!(env.proxy.tokens(), 1);
+    // A JWT's iat counts seconds: a token signed now would differ.
+    thread::sleep(std::time::Duration::from_millis(1100));
+    push(&archive, &cluster, &names[1]).ok();
+    assert!(stored(&names[0]) && stored(&names[1]));
+    assert_eq!(
+        env.proxy.tokens(),
+        1,
+        "the second process signed a token of its own"
+    );
+
+    // What is kept: one private file owned by postgres, holding a token
+    // but never the key.
+    let values = scratch.path().join("walship-cache/values");
+    let files: Vec<_> = std::fs::read_dir(&values)
+        .unwrap_or_else(|e| panic!("{}: {e}", values.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&files[0]).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&values).unwrap().mode() & 0o777, 0o700);
+    assert_eq!(
+        meta.uid(),
+        std::fs::metadata(cluster.data_dir()).unwrap().uid(),
+        "owned by postgres"
+    );
+    let kept = std::fs::read(&files[0]).unwrap();
+    assert!(
+        String::from_utf8_lossy(&kept).contains("eyJ"),
+        "a JWT is kept"
+    );
+    assert!(!String::from_utf8_lossy(&kept).contains("PRIVATE KEY"));
+
+    // The same account with another key (same cache directory): signs with
+    // its own key, which the proxy refuses; the kept token is not used.
+    let wrong = env.key.with_other_key(&scratch, "other");
+    let wrong = env
+        .proxy
+        .archive(&scratch, "tokens", &wrong)
+        .with_env("WALSHIP_UPLOAD_CONCURRENCY", "1");
+    let out = push(&wrong, &cluster, &names[2]);
+    assert!((1..=125).contains(&out.exit_code()), "{out}");
+    assert!(!stored(&names[2]), "stored with another key's kept token");
+    let (_, rejected_before, why) = env.proxy.stats();
+    assert!(why.contains("signature"), "{why}");
+
+    // A kept token that went bad (its signature garbled, same length): the
+    // service refuses it once, the plugin signs a new one and the push
+    // succeeds; the new token is what is kept now.
+    let mut garbled = kept.clone();
+    let n = garbled.len();
+    garbled[n - 8..].copy_from_slice(b"AAAAAAAA");
+    std::fs::write(&files[0], &garbled).unwrap();
+    thread::sleep(std::time::Duration::from_millis(1100));
+    push(&archive, &cluster, &names[2]).ok();
+    assert!(stored(&names[2]));
+    let (_, rejected, _) = env.proxy.stats();
+    assert_eq!(
+        rejected,
+        rejected_before + 1,
+        "the garbled token was sent once"
+    );
+    assert_eq!(env.proxy.tokens(), 2);
+    assert_ne!(std::fs::read(&files[0]).unwrap(), garbled);
+}
+
 /// An object larger than one part (32 MiB) goes up in parts composed at the
 /// end: while `st put` runs, a watcher reading fake-gcs-server sees the
 /// object either absent or whole, never in part; the parts stay hidden

@@ -28,7 +28,7 @@ use std::time::UNIX_EPOCH;
 // The bindings for the contract version this plugin is written against. The
 // host picks its side of the bindings by the version the component exports.
 wit_bindgen::generate!({
-    world: "walship:storage/storage-plugin@0.1.0",
+    world: "walship:storage/storage-plugin@0.1.1",
     path: "wit",
 });
 

@@ -1,7 +1,6 @@
 //! `walship plugin inspect <file|scheme>`: what a plugin is and what it claims.
 
 use super::{Context, EXIT_FAILURE, Failure};
-use crate::plugin::WIT_VERSION;
 use crate::storage::{ConfigKind, Features};
 
 pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
@@ -12,7 +11,7 @@ pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
     println!("sha256:          {}", loaded.digest.0);
     println!("backend:         {}", info.backend);
     println!("plugin version:  {}", info.plugin_version);
-    println!("contract:        walship:storage@{WIT_VERSION}");
+    println!("contract:        {}", loaded.contract());
     println!("schemes:         {}", info.schemes.join(", "));
     println!("features:        {}", info.features.names().join(", "));
     println!("create-only:     {}", create_guarantee(info.features));

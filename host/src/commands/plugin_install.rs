@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::{Context, EXIT_FAILURE, Failure};
-use crate::plugin::{Plugin, WIT_VERSION};
+use crate::plugin::Plugin;
 use crate::plugin_registry::{self, InstallRecord};
 
 /// Validates a plugin (it must link against this host's contract and answer
@@ -42,7 +42,7 @@ pub async fn install(ctx: &Context, file: &Path) -> Result<(), Failure> {
     let record = InstallRecord {
         backend: info.backend.clone(),
         plugin_version: info.plugin_version.clone(),
-        contract: format!("walship:storage@{WIT_VERSION}"),
+        contract: loaded.contract(),
         schemes: info.schemes.clone(),
         sha256: loaded.digest.0.clone(),
         file: format!("{}.wasm", info.backend),
@@ -118,7 +118,7 @@ pub async fn list(ctx: &Context) -> Result<(), Failure> {
                             "{:<10} {:<9} {:<22} {:<14} {:<9} {:<16} {}{}",
                             info.backend,
                             info.plugin_version,
-                            format!("walship:storage@{WIT_VERSION}"),
+                            loaded.contract(),
                             info.schemes.join(","),
                             "bundled",
                             &loaded.digest.0[..16],

@@ -161,7 +161,7 @@ impl Mode0600 for std::fs::OpenOptions {
 }
 
 /// Creates `dir` (0700) if needed and checks that only we can write to it.
-fn prepare_private_dir(dir: &Path) -> Result<()> {
+pub(super) fn prepare_private_dir(dir: &Path) -> Result<()> {
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)

@@ -11,6 +11,7 @@ mod manifest;
 mod outbound;
 mod sandbox;
 mod state;
+mod value_cache;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -102,13 +103,29 @@ impl Plugin {
         })
     }
 
+    /// The contract the component was built against, as it names its
+    /// exports: `walship:storage@0.1.0` for a plugin built before 0.1.1.
+    pub fn contract(&self) -> String {
+        let component = self.pre.instance_pre().component();
+        component
+            .component_type()
+            .exports(&self.engine)
+            .find_map(|(name, _)| {
+                let version = name.strip_prefix("walship:storage/backend@")?;
+                Some(format!("walship:storage@{version}"))
+            })
+            .unwrap_or_else(|| format!("walship:storage@{WIT_VERSION}"))
+    }
+
     /// Static facts, from an instance with no grants at all. Asked once per
     /// process.
     pub async fn info(&self) -> Result<BackendInfo, StorageError> {
         if let Some(info) = self.info.get() {
             return Ok(info.clone());
         }
-        let mut instance = self.instantiate(&Grants::default(), "plugin", None).await?;
+        let mut instance = self
+            .instantiate(&Grants::default(), "plugin", None, None)
+            .await?;
         self.info_from(&mut instance).await
     }
 
@@ -134,7 +151,9 @@ impl Plugin {
         config: impl FnOnce(&BackendInfo) -> Result<PluginConfig, StorageError>,
     ) -> Result<PluginStore<'_>, StorageError> {
         // info and plan both run in one instance without grants.
-        let mut planner = self.instantiate(&Grants::default(), "plugin", None).await?;
+        let mut planner = self
+            .instantiate(&Grants::default(), "plugin", None, None)
+            .await?;
         let info = self.info_from(&mut planner).await?;
         if !info
             .schemes
@@ -209,12 +228,14 @@ impl Plugin {
 
     /// A fresh instance with exactly `grants`. `manifest` (the plugin's
     /// declared capabilities and the hosts its configuration names) bounds
-    /// endpoints it asks for at run time; without one it gets none.
+    /// endpoints it asks for at run time; without one it gets none. `values`
+    /// is what it may keep between processes (an open store's only).
     async fn instantiate(
         &self,
         grants: &Grants,
         name: &str,
         manifest: Option<sandbox::RuntimeManifest>,
+        values: Option<value_cache::ValueCache>,
     ) -> Result<Instance, StorageError> {
         let wasi = sandbox::wasi_context(grants)
             .map_err(|e| StorageError::InvalidConfig(format!("{e:#}")))?;
@@ -236,6 +257,7 @@ impl Plugin {
             },
             log_level: self.options.log_level,
             deadline: Instant::now() + self.options.call_timeout,
+            values,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
@@ -449,6 +471,14 @@ impl PluginStore<'_> {
                             &self.prefix,
                             &[&self.config.plain, &self.config.secrets],
                         ),
+                    }),
+                    self.plugin.options.cache_dir.as_deref().and_then(|dir| {
+                        value_cache::ValueCache::open(
+                            dir,
+                            &self.plugin.digest,
+                            &self.prefix,
+                            &self.config,
+                        )
                     }),
                 )
                 .await?;

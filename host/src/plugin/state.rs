@@ -7,9 +7,11 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::bindings::walship::storage::cache::Host as CacheHost;
 use super::bindings::walship::storage::host::{Host, LogLevel};
 use super::bindings::walship::storage::types::{self as wit_types};
 use super::sandbox::{Endpoint, NetworkGate};
+use super::value_cache::ValueCache;
 use crate::logging::{LogLevelFilter, log_line};
 
 pub struct PluginState {
@@ -21,6 +23,8 @@ pub struct PluginState {
     pub log_level: LogLevelFilter,
     /// When the current call must end; checked on every epoch tick.
     pub deadline: Instant,
+    /// Values kept between processes; only an open store has them.
+    pub values: Option<ValueCache>,
 }
 
 impl WasiView for PluginState {
@@ -100,6 +104,25 @@ impl Host for PluginState {
                 "endpoint {requested} is outside the operator's policy (add its host to allowed_hosts / WALSHIP_ALLOW_HOSTS)"
             ))
         }
+    }
+}
+
+impl CacheHost for PluginState {
+    fn get(&mut self, name: String) -> Option<Vec<u8>> {
+        self.values.as_ref()?.get(&name)
+    }
+
+    fn put(&mut self, name: String, value: Vec<u8>, ttl_seconds: u32) -> Result<(), String> {
+        let Some(values) = &self.values else {
+            return Err(
+                "only an open store keeps values (or the cache directory is disabled)".into(),
+            );
+        };
+        values.put(
+            &name,
+            &value,
+            std::time::Duration::from_secs(ttl_seconds.into()),
+        )
     }
 }
 

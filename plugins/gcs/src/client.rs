@@ -108,14 +108,40 @@ impl Client {
         headers: &[(&str, String)],
         body: Bytes,
     ) -> Result<Reply, SendError> {
+        let (reply, kept_token) = self.send_once(method.clone(), url, headers, body.clone())?;
+        // A token an earlier process kept can be refused where a fresh one
+        // would not be (the account's key was revoked and re-added, clocks
+        // moved): drop it and try once with a token signed now.
+        if reply.status == StatusCode::UNAUTHORIZED
+            && kept_token
+            && let Credentials::ServiceAccount(account) = &self.credentials
+        {
+            crate::host_log::debug("the service refused the kept token; signing a new one");
+            account.forget();
+            return Ok(self.send_once(method, url, headers, body)?.0);
+        }
+        Ok(reply)
+    }
+
+    /// One request; also says whether its token was a kept one.
+    fn send_once(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> Result<(Reply, bool), SendError> {
         let mut builder = http::Request::builder().method(method).uri(url);
         for (name, value) in headers {
             builder = builder.header(*name, value);
         }
+        let mut kept_token = false;
         match &self.credentials {
             Credentials::None => {}
             Credentials::ServiceAccount(account) => {
-                builder = builder.header("authorization", format!("Bearer {}", account.bearer()));
+                let bearer = account.bearer().map_err(SendError::Credentials)?;
+                kept_token = bearer.kept;
+                builder = builder.header("authorization", format!("Bearer {}", bearer.token));
             }
             Credentials::Broken(why) => return Err(SendError::Credentials(why.clone())),
         }
@@ -143,11 +169,12 @@ impl Client {
         }
         .map_err(SendError::Transport)?;
         let (parts, body) = response.into_parts();
-        Ok(Reply {
+        let reply = Reply {
             status: parts.status,
             headers: parts.headers,
             body,
-        })
+        };
+        Ok((reply, kept_token))
     }
 }
 

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::Method;
 
-use crate::auth::{self, ServiceAccount};
+use crate::auth::{self, HostCache, Keep, ServiceAccount};
 use crate::client::{Client, Credentials, Reply, Transport, Wasi};
 use crate::config::{Settings, UPLOADS_DIR};
 use crate::errors::{self, Account, Context, Op};
@@ -60,15 +60,16 @@ impl GcsStore {
         config: &[(String, String)],
         secrets: &[(String, String)],
     ) -> Result<GcsStore, Error> {
-        Self::open_with(prefix, config, secrets, Box::new(Wasi))
+        Self::open_with(prefix, config, secrets, Box::new(Wasi), Box::new(HostCache))
     }
 
-    /// [`Self::open`] over another transport (unit tests).
+    /// [`Self::open`] over another transport and token cache (unit tests).
     pub(crate) fn open_with(
         prefix: &str,
         config: &[(String, String)],
         secrets: &[(String, String)],
         transport: Box<dyn Transport>,
+        keep: Box<dyn Keep>,
     ) -> Result<GcsStore, Error> {
         let settings = Settings::parse(prefix, config).map_err(Error::InvalidConfig)?;
         let key_file = secrets
@@ -77,7 +78,7 @@ impl GcsStore {
             .map(|(_, value)| value.as_str());
         let credentials = match (settings.target.emulator, key_file) {
             (true, _) => Credentials::None,
-            (false, Some(json)) => match ServiceAccount::from_json(json) {
+            (false, Some(json)) => match ServiceAccount::from_json(json, keep) {
                 Ok(account) => Credentials::ServiceAccount(Box::new(account)),
                 Err(why) => Credentials::Broken(why),
             },

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use walship_guest_http::HttpFailure;
 
 use crate::auth;
+use crate::auth::tests::MemoryKeep;
 use crate::client::Transport;
 use crate::store::GcsStore;
 use crate::walship::storage::types::{Checksums, Error, ListOptions, PutMode, PutOptions};
@@ -30,6 +31,16 @@ impl Transport for Script {
 }
 
 fn store(config: &[(&str, &str)], secrets: &[(&str, String)], script: &Script) -> GcsStore {
+    store_keeping(config, secrets, script, &MemoryKeep::default())
+}
+
+/// A store whose token cache is `keep`.
+fn store_keeping(
+    config: &[(&str, &str)],
+    secrets: &[(&str, String)],
+    script: &Script,
+    keep: &MemoryKeep,
+) -> GcsStore {
     let config: Vec<(String, String)> = config
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -38,7 +49,14 @@ fn store(config: &[(&str, &str)], secrets: &[(&str, String)], script: &Script) -
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
-    GcsStore::open_with("gs://bkt/db1", &config, &secrets, Box::new(script.clone())).unwrap()
+    GcsStore::open_with(
+        "gs://bkt/db1",
+        &config,
+        &secrets,
+        Box::new(script.clone()),
+        Box::new(keep.clone()),
+    )
+    .unwrap()
 }
 
 fn emulator(script: &Script) -> GcsStore {
@@ -183,9 +201,68 @@ fn service_account_requests_carry_a_signed_jwt_and_a_bad_key_file_fails_cleanly(
     );
 }
 
+/// A token kept by an earlier process is sent as it is; when the service
+/// refuses it (401), it is dropped, a new one is signed and the request is
+/// sent once more, and the new token is what is kept.
+#[test]
+fn a_refused_kept_token_is_replaced_once() {
+    let script = Script::default();
+    let keep = MemoryKeep::default();
+    let key_file = auth::tests::key_file(auth::tests::TEST_KEY);
+    let stale = "4102444800 eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+    keep.0.borrow_mut().replace((
+        stale.as_bytes().to_vec(),
+        std::time::Duration::from_secs(60),
+    ));
+    script.answers.borrow_mut().extend([
+        (
+            401,
+            r#"{"error":{"code":401,"message":"Invalid Credentials"}}"#,
+        ),
+        (200, r#"{"name":"db1/k","size":"3"}"#),
+    ]);
+    let gcs = store_keeping(&[], &[(auth::SETTING, key_file)], &script, &keep);
+    assert_eq!(gcs.head("k").unwrap().size, 3);
+    let sent = script.sent.borrow();
+    let bearer = |i: usize| {
+        sent[i].headers()["authorization"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        bearer(0),
+        format!("Bearer {}", stale.split_once(' ').unwrap().1)
+    );
+    assert_ne!(bearer(1), bearer(0));
+    let kept = String::from_utf8(keep.0.borrow().clone().unwrap().0).unwrap();
+    assert!(
+        bearer(1).ends_with(kept.split_once(' ').unwrap().1),
+        "the new token is kept"
+    );
+    drop(sent);
+
+    // A token this process signed itself and the service refuses is a
+    // wrong key: no second try.
+    script.answers.borrow_mut().push((
+        401,
+        r#"{"error":{"code":401,"message":"Invalid Credentials"}}"#,
+    ));
+    assert!(matches!(gcs.head("k"), Err(Error::Unauthenticated(_))));
+    assert_eq!(script.sent.borrow().len(), 3);
+}
+
 #[test]
 fn no_credentials_and_no_emulator_is_a_configuration_error() {
-    let err = GcsStore::open_with("gs://bkt", &[], &[], Box::new(Script::default())).err();
+    let err = GcsStore::open_with(
+        "gs://bkt",
+        &[],
+        &[],
+        Box::new(Script::default()),
+        Box::new(MemoryKeep::default()),
+    )
+    .err();
     assert!(
         matches!(err, Some(Error::InvalidConfig(m)) if m.contains("GOOGLE_APPLICATION_CREDENTIALS"))
     );
@@ -310,7 +387,14 @@ fn a_read_on_a_connection_that_broke_is_sent_once_more_but_an_upload_is_not() {
             inner: script.clone(),
             failed: RefCell::new(false),
         };
-        GcsStore::open_with("gs://bkt/db1", &config, &[], Box::new(transport)).unwrap()
+        GcsStore::open_with(
+            "gs://bkt/db1",
+            &config,
+            &[],
+            Box::new(transport),
+            Box::new(MemoryKeep::default()),
+        )
+        .unwrap()
     };
     assert_eq!(open(&script).head("k").unwrap().size, 3);
     assert_eq!(script.sent.borrow().len(), 2);

@@ -350,25 +350,36 @@ impl AuthProxy {
             )
     }
 
+    /// Different bearer tokens let through so far.
+    pub fn tokens(&self) -> u64 {
+        let (status, body) = request(self.port, "GET", "/_walship_proxy/stats", &[], b"");
+        let text = String::from_utf8_lossy(&body).into_owned();
+        assert_eq!(status, 200, "proxy stats: {text}");
+        stats_number(&text, "tokens")
+    }
+
     /// Requests let through and refused so far, and why the last refusal.
     pub fn stats(&self) -> (u64, u64, String) {
         let (status, body) = request(self.port, "GET", "/_walship_proxy/stats", &[], b"");
         let text = String::from_utf8_lossy(&body).into_owned();
         assert_eq!(status, 200, "proxy stats: {text}");
-        let number = |name: &str| -> u64 {
-            let at = text.find(&format!("\"{name}\"")).expect("stats field") + name.len() + 2;
-            let rest = text[at..].trim_start_matches([':', ' ']);
-            rest[..rest.find([',', '}']).unwrap_or(rest.len())]
-                .trim()
-                .parse()
-                .expect("a number")
-        };
+        let number = |name: &str| stats_number(&text, name);
         let last = json_strings(&text, "last_rejection")
             .into_iter()
             .next()
             .unwrap_or_default();
         (number("accepted"), number("rejected"), last)
     }
+}
+
+/// A number field of the proxy's stats.
+fn stats_number(text: &str, name: &str) -> u64 {
+    let at = text.find(&format!("\"{name}\"")).expect("stats field") + name.len() + 2;
+    let rest = text[at..].trim_start_matches([':', ' ']);
+    rest[..rest.find([',', '}']).unwrap_or(rest.len())]
+        .trim()
+        .parse()
+        .expect("a number")
 }
 
 /// A read-only look at a bucket by port, cheap to move into a thread.

@@ -9,7 +9,9 @@ never reaches the server. Accepted requests are forwarded unchanged (minus
 the Authorization header).
 
 GET /_walship_proxy/stats (no auth) answers {"accepted": n, "rejected": m,
-"last_rejection": "..."} so a test can see that requests were checked.
+"last_rejection": "...", "tokens": t} so a test can see that requests were
+checked, and how many different tokens were accepted (a token signed a
+second later differs: its iat does).
 
 Usage: python gcs_auth_proxy.py PORT UPSTREAM_PORT PUBLIC_KEY_PEM CLIENT_EMAIL KEY_ID
 Only the standard library and `cryptography`.
@@ -42,7 +44,8 @@ SCOPES = {
     "https://www.googleapis.com/auth/cloud-platform",
 }
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "host", "authorization"}
-STATS = {"accepted": 0, "rejected": 0, "last_rejection": ""}
+STATS = {"accepted": 0, "rejected": 0, "last_rejection": "", "tokens": 0}
+TOKENS = set()
 LOCK = threading.Lock()
 
 
@@ -127,6 +130,8 @@ class Handler(BaseHTTPRequestHandler):
                                [("Content-Type", "application/json")])
         with LOCK:
             STATS["accepted"] += 1
+            TOKENS.add(self.headers.get("Authorization"))
+            STATS["tokens"] = len(TOKENS)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         upstream = http.client.HTTPConnection("127.0.0.1", UPSTREAM, timeout=120)
         try:

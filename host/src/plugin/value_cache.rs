@@ -1,0 +1,421 @@
+//! The `cache` interface (contract 0.1.1): small values a plugin keeps from
+//! one process to the next.
+//!
+//! PostgreSQL starts a walship process for every WAL segment, so a bearer
+//! token that costs a plugin an RSA signature (GCS: about 25 ms in wasm) or a
+//! round trip would otherwise be made again for every segment. A value is a
+//! file `<cache dir>/values/<name hash>`, mode 0600 in a 0700 directory owned
+//! by the user walship runs as, because values may be credentials.
+//!
+//! Values are kept apart per plugin file and per configuration: the file
+//! name hashes the plugin's sha256, the prefix, every setting and every
+//! secret, and the value's name. A store opened with a rotated key, another
+//! prefix or another plugin build finds nothing of the old one's.
+//!
+//! Best effort by contract: an unusable directory, a damaged or expired file
+//! reads as "nothing kept", and a plugin always copes without a value.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use super::PluginConfig;
+use super::cache::{PluginDigest, prepare_private_dir};
+
+/// Longest time a value is kept: a day (tokens live an hour or so).
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Largest value (a token is a few KiB).
+pub const MAX_VALUE: usize = 64 << 10;
+/// Longest name.
+const MAX_NAME: usize = 64;
+/// First bytes of every value file; a file without them is not ours.
+const MAGIC: &[u8; 8] = b"wshpval1";
+/// Magic, expiry (seconds since the epoch) and value length.
+const HEADER: usize = 8 + 8 + 4;
+
+/// One store's values: a directory and the scope its files are named in.
+#[derive(Clone)]
+pub struct ValueCache {
+    dir: PathBuf,
+    scope: [u8; 32],
+}
+
+impl std::fmt::Debug for ValueCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The scope is a hash of secrets among others: not for logs.
+        f.debug_struct("ValueCache")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ValueCache {
+    /// The values of a store opened at `prefix` with `config` by the plugin
+    /// `digest`, in `<cache_dir>/values`; `None` (with a warning) when that
+    /// directory cannot be made private to this user.
+    pub fn open(
+        cache_dir: &Path,
+        digest: &PluginDigest,
+        prefix: &str,
+        config: &PluginConfig,
+    ) -> Option<ValueCache> {
+        let dir = cache_dir.join("values");
+        if let Err(e) = prepare_private_dir(&dir).and_then(|()| make_unreadable_to_others(&dir)) {
+            eprintln!(
+                "walship: warning: plugins cannot keep values between runs in {}: {e:#}",
+                dir.display()
+            );
+            return None;
+        }
+        Some(ValueCache {
+            dir,
+            scope: scope(digest, prefix, config),
+        })
+    }
+
+    /// The value kept under `name`, unless it expired, was never kept, or
+    /// its file is damaged. An expired file is removed.
+    pub fn get(&self, name: &str) -> Option<Vec<u8>> {
+        check_name(name).ok()?;
+        let path = self.path(name);
+        let file = std::fs::File::open(&path).ok()?;
+        let mut data = Vec::new();
+        file.take((HEADER + MAX_VALUE) as u64 + 1)
+            .read_to_end(&mut data)
+            .ok()?;
+        match decode(&data, now()) {
+            Decoded::Value(value) => Some(value.to_vec()),
+            Decoded::Expired | Decoded::Damaged => {
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    /// Keeps `value` under `name` for `ttl` (0 removes it), replacing what
+    /// was kept. The file appears whole or not at all (temp file, rename).
+    pub fn put(&self, name: &str, value: &[u8], ttl: Duration) -> Result<(), String> {
+        check_name(name)?;
+        if value.len() > MAX_VALUE {
+            return Err(format!(
+                "a value of {} bytes is larger than the {} KiB kept",
+                value.len(),
+                MAX_VALUE >> 10
+            ));
+        }
+        let path = self.path(name);
+        if ttl.is_zero() {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                _ => Ok(()),
+            };
+        }
+        let expires = now() + ttl.min(MAX_TTL).as_secs();
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            path.file_name().unwrap().to_string_lossy()
+        ));
+        let written = (|| {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(&encode(value, expires))?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!("cannot write {}: {e}", path.display()));
+        }
+        self.sweep();
+        Ok(())
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        let mut hash = Sha256::new();
+        hash.update(self.scope);
+        hash.update(name.as_bytes());
+        self.dir.join(hex(&hash.finalize()))
+    }
+
+    /// Removes expired values of every scope (a rotated key leaves its old
+    /// token behind, which nothing would read again).
+    fn sweep(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let now = now();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let mut header = [0u8; HEADER];
+            let expired = std::fs::File::open(&path)
+                .and_then(|mut f| f.read_exact(&mut header))
+                .map(|()| header[..8] == MAGIC[..] && expiry(&header) <= now)
+                .unwrap_or(false);
+            if expired {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+/// Names are plain words so that a plugin cannot reach outside its scope
+/// (they are hashed anyway) and messages stay readable.
+fn check_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "value name {name:?} is not 1-{MAX_NAME} characters of a-z, 0-9, '-' and '.'"
+        ))
+    }
+}
+
+/// Hash of everything that makes a configuration: fields length-prefixed so
+/// that no two configurations encode alike.
+fn scope(digest: &PluginDigest, prefix: &str, config: &PluginConfig) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    };
+    field(digest.0.as_bytes());
+    field(prefix.as_bytes());
+    for (kind, settings) in [("plain", &config.plain), ("secret", &config.secrets)] {
+        for (name, value) in settings {
+            field(kind.as_bytes());
+            field(name.as_bytes());
+            field(value.as_bytes());
+        }
+    }
+    hash.finalize().into()
+}
+
+/// The directory holds credentials: nobody else may even list it.
+fn make_unreadable_to_others(dir: &Path) -> anyhow::Result<()> {
+    let mode = std::fs::metadata(dir)?.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
+fn encode(value: &[u8], expires: u64) -> Vec<u8> {
+    let mut data = Vec::with_capacity(HEADER + value.len());
+    data.extend_from_slice(MAGIC);
+    data.extend_from_slice(&expires.to_le_bytes());
+    data.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    data.extend_from_slice(value);
+    data
+}
+
+enum Decoded<'a> {
+    Value(&'a [u8]),
+    Expired,
+    Damaged,
+}
+
+fn decode(data: &[u8], now: u64) -> Decoded<'_> {
+    if data.len() < HEADER || data[..8] != MAGIC[..] {
+        return Decoded::Damaged;
+    }
+    let len = u32::from_le_bytes(data[16..20].try_into().unwrap()) as usize;
+    if data.len() != HEADER + len {
+        return Decoded::Damaged;
+    }
+    if expiry(data) <= now {
+        return Decoded::Expired;
+    }
+    Decoded::Value(&data[HEADER..])
+}
+
+fn expiry(header: &[u8]) -> u64 {
+    u64::from_le_bytes(header[8..16].try_into().unwrap())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(secret: &str) -> PluginConfig {
+        PluginConfig {
+            plain: vec![("WALSHIP_GS_ENDPOINT".into(), "http://127.0.0.1:1".into())],
+            secrets: vec![("GOOGLE_APPLICATION_CREDENTIALS".into(), secret.into())],
+        }
+    }
+
+    fn digest() -> PluginDigest {
+        PluginDigest("ab".repeat(32))
+    }
+
+    fn cache(dir: &Path, secret: &str) -> ValueCache {
+        ValueCache::open(dir, &digest(), "gs://bucket/a", &config(secret)).unwrap()
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("walship-value-cache-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn a_value_is_kept_in_a_private_file_until_it_expires() {
+        let dir = temp_dir("kept");
+        let values = cache(&dir, "key-1");
+        assert_eq!(values.get("bearer-token"), None);
+        values
+            .put("bearer-token", b"token", Duration::from_secs(60))
+            .unwrap();
+        // Another process with the same configuration: a new handle.
+        assert_eq!(
+            cache(&dir, "key-1").get("bearer-token").as_deref(),
+            Some(&b"token"[..])
+        );
+        let files: Vec<_> = std::fs::read_dir(dir.join("values"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(std::fs::metadata(&files[0]).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(dir.join("values")).unwrap().mode() & 0o777,
+            0o700
+        );
+        assert!(
+            !files[0].to_string_lossy().contains("bearer"),
+            "the name is hashed"
+        );
+
+        // A ttl of 0 removes it.
+        values.put("bearer-token", b"", Duration::ZERO).unwrap();
+        assert_eq!(values.get("bearer-token"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn another_configuration_sees_none_of_the_values() {
+        let dir = temp_dir("scope");
+        cache(&dir, "key-1")
+            .put("bearer-token", b"token of key 1", Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            cache(&dir, "key-2").get("bearer-token"),
+            None,
+            "rotated key"
+        );
+        let other_prefix =
+            ValueCache::open(&dir, &digest(), "gs://bucket/b", &config("key-1")).unwrap();
+        assert_eq!(other_prefix.get("bearer-token"), None, "other prefix");
+        let other_plugin = ValueCache::open(
+            &dir,
+            &PluginDigest("cd".repeat(32)),
+            "gs://bucket/a",
+            &config("key-1"),
+        )
+        .unwrap();
+        assert_eq!(other_plugin.get("bearer-token"), None, "other plugin build");
+        // A setting moved from plain to secret is another configuration too.
+        let moved = PluginConfig {
+            plain: vec![],
+            secrets: vec![
+                ("WALSHIP_GS_ENDPOINT".into(), "http://127.0.0.1:1".into()),
+                ("GOOGLE_APPLICATION_CREDENTIALS".into(), "key-1".into()),
+            ],
+        };
+        let moved = ValueCache::open(&dir, &digest(), "gs://bucket/a", &moved).unwrap();
+        assert_eq!(moved.get("bearer-token"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn expired_and_damaged_files_read_as_nothing_and_are_removed() {
+        let dir = temp_dir("expired");
+        let values = cache(&dir, "key-1");
+        values.put("a", b"value", Duration::from_secs(60)).unwrap();
+        let path = values.path("a");
+        // Expired a second ago.
+        std::fs::write(&path, encode(b"value", now() - 1)).unwrap();
+        assert_eq!(values.get("a"), None);
+        assert!(!path.exists());
+        // Torn: shorter than its header says.
+        let mut torn = encode(b"value", now() + 60);
+        torn.pop();
+        std::fs::write(&path, torn).unwrap();
+        assert_eq!(values.get("a"), None);
+        // Not ours.
+        std::fs::write(&path, b"something else entirely").unwrap();
+        assert_eq!(values.get("a"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_put_sweeps_expired_values_of_other_scopes() {
+        let dir = temp_dir("sweep");
+        let old = cache(&dir, "key-1");
+        old.put("a", b"old", Duration::from_secs(60)).unwrap();
+        std::fs::write(old.path("a"), encode(b"old", now() - 1)).unwrap();
+        cache(&dir, "key-2")
+            .put("a", b"new", Duration::from_secs(60))
+            .unwrap();
+        assert!(!old.path("a").exists());
+        assert_eq!(std::fs::read_dir(dir.join("values")).unwrap().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn names_sizes_and_lifetimes_are_bounded() {
+        let dir = temp_dir("bounds");
+        let values = cache(&dir, "key-1");
+        for bad in ["", "Token", "a/b", "../x", &"a".repeat(65)] {
+            let err = values.put(bad, b"v", Duration::from_secs(1)).unwrap_err();
+            assert!(err.contains("a-z"), "{bad:?}: {err}");
+            assert_eq!(values.get(bad), None);
+        }
+        let err = values
+            .put("big", &vec![0; MAX_VALUE + 1], Duration::from_secs(1))
+            .unwrap_err();
+        assert!(err.contains("64 KiB"), "{err}");
+        values
+            .put("long", b"v", Duration::from_secs(365 * 24 * 3600))
+            .unwrap();
+        let data = std::fs::read(values.path("long")).unwrap();
+        assert!(expiry(&data) <= now() + MAX_TTL.as_secs());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_directory_others_can_read_is_made_private() {
+        let dir = temp_dir("private");
+        std::fs::create_dir_all(dir.join("values")).unwrap();
+        std::fs::set_permissions(dir.join("values"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        cache(&dir, "key-1");
+        assert_eq!(
+            std::fs::metadata(dir.join("values")).unwrap().mode() & 0o777,
+            0o700
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
