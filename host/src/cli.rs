@@ -71,6 +71,13 @@ pub enum Command {
         /// The segment recovery asked for last
         name: String,
     },
+    /// Upload the files PostgreSQL has marked ready in PG_WAL (started by
+    /// wal-push in the background; not for direct use)
+    #[command(hide = true)]
+    WalPushAhead {
+        /// The directory of the WAL files (pg_wal)
+        wal_dir: PathBuf,
+    },
     /// The archived WAL per timeline: parent and switch point, first and last
     /// segment, count, gaps, and the backups on each
     WalShow {

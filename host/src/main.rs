@@ -134,6 +134,7 @@ async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
             commands::wal_fetch::run(ctx, name, destination).await
         }
         Command::WalPrefetch { name } => commands::wal_prefetch::run(ctx, name).await,
+        Command::WalPushAhead { wal_dir } => commands::wal_push_ahead::run(ctx, wal_dir).await,
         Command::Storage(op) => commands::storage_ops::run(ctx, op).await,
         Command::BackupPush { data_dir } => {
             commands::backup_push::run(ctx, data_dir.as_deref()).await

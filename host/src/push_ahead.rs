@@ -1,8 +1,12 @@
-//! Archiving ahead of PostgreSQL: `wal-push` for one segment also uploads the
-//! next segments PostgreSQL has marked ready (`archive_status/*.ready`), in
-//! parallel, and leaves a marker for each one it stored durably. When
-//! PostgreSQL then asks for one of those, `wal-push` finds the marker, checks
-//! that the file still has the content the marker names, and exits 0 at once.
+//! Archiving ahead of PostgreSQL. PostgreSQL runs `archive_command` once per
+//! file, one after the other, each a new process; when WAL comes faster than
+//! that, pg_wal fills up. So `wal-push` starts a background pusher
+//! (`walship wal-push-ahead`, one per pg_wal, detached) that uploads the
+//! files PostgreSQL has marked ready (`archive_status/*.ready`), several at
+//! once in one long-lived process, and leaves a marker for each one it
+//! stored durably. When PostgreSQL then asks for one of those, `wal-push`
+//! finds the marker, checks that the file still has the content the marker
+//! names, and exits 0 at once.
 //!
 //! Safety: a marker is written only after the store confirmed the object
 //! (durable per the plugin contract) and names the archive prefix and the
@@ -11,8 +15,15 @@
 //! `pg_wal/walship_status/`, which base backups leave out with the rest of
 //! pg_wal. A lost marker costs one re-upload (the archive then reports
 //! "already archived"); a crash between upload and marker loses nothing.
+//!
+//! Claims: whoever uploads a file (the pusher, or `wal-push` itself) holds
+//! an advisory lock on `walship_status/.claim-<name>` meanwhile, so one file
+//! is never uploaded twice at once, and a `wal-push` for a file the pusher is
+//! uploading waits for it instead of starting over. The kernel drops the
+//! lock when its holder dies, however it dies.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::object_format::ContentId;
@@ -106,19 +117,9 @@ impl StatusDir {
         crate::file_write::write_into_place(&self.marker_path(name), marker.to_text().as_bytes())
     }
 
-    /// The next files PostgreSQL has marked ready, oldest first as its
-    /// archiver takes them (timeline history files before segments), without
-    /// `requested` and without those already archived ahead to `prefix`;
-    /// at most `limit`.
-    pub fn ready_files(
-        &self,
-        requested: &WalFileName,
-        prefix: &str,
-        limit: usize,
-    ) -> Vec<WalFileName> {
-        if limit == 0 {
-            return Vec::new();
-        }
+    /// Every file PostgreSQL has marked ready, in the order its archiver
+    /// takes them: timeline history files first, then oldest first.
+    pub fn ready(&self) -> Vec<WalFileName> {
         let Ok(entries) = std::fs::read_dir(self.wal_dir.join("archive_status")) else {
             return Vec::new();
         };
@@ -128,15 +129,6 @@ impl StatusDir {
                 let file = e.file_name().into_string().ok()?;
                 WalFileName::parse(file.strip_suffix(".ready")?).ok()
             })
-            .filter(|n| n != requested)
-            .filter(|n| {
-                // Cheap: a marker for this prefix means someone did it; the
-                // content is checked when PostgreSQL asks for it.
-                std::fs::read_to_string(self.marker_path(n))
-                    .ok()
-                    .and_then(|t| Marker::parse(&t))
-                    .is_none_or(|m| m.prefix != prefix)
-            })
             .collect();
         ready.sort_by_key(|n| {
             (
@@ -144,8 +136,79 @@ impl StatusDir {
                 n.as_str().to_string(),
             )
         });
-        ready.truncate(limit);
         ready
+    }
+
+    /// Whether a marker says `name` is stored at `prefix`. Cheap: the
+    /// content is checked when PostgreSQL asks for the file.
+    pub fn marked(&self, name: &WalFileName, prefix: &str) -> bool {
+        std::fs::read_to_string(self.marker_path(name))
+            .ok()
+            .and_then(|t| Marker::parse(&t))
+            .is_some_and(|m| m.prefix == prefix)
+    }
+
+    /// Ready files other than `except` with no marker for `prefix`: what a
+    /// pusher would have to do.
+    pub fn unmarked(&self, prefix: &str, except: &WalFileName) -> Vec<WalFileName> {
+        self.ready()
+            .into_iter()
+            .filter(|n| n != except && !self.marked(n, prefix))
+            .collect()
+    }
+
+    /// The claim on uploading `name`, if nobody holds it.
+    pub fn try_claim(&self, name: &WalFileName) -> std::io::Result<Option<Claim>> {
+        std::fs::create_dir_all(&self.dir)?;
+        let file = File::create(self.dir.join(format!(".claim-{}", name.as_str())))?;
+        Ok(match file.try_lock() {
+            Ok(()) => Some(Claim(file)),
+            Err(std::fs::TryLockError::WouldBlock) => None,
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        })
+    }
+
+    /// The claim on uploading `name`, once whoever holds it (a pusher in
+    /// the middle of uploading it) lets go.
+    pub async fn claim(&self, name: &WalFileName) -> std::io::Result<Claim> {
+        loop {
+            if let Some(claim) = self.try_claim(name)? {
+                return Ok(claim);
+            }
+            tokio::time::sleep(CLAIM_POLL).await;
+        }
+    }
+
+    /// The pusher's lock: `None` while another pusher runs. The holder's
+    /// pid is written into it, for operators (and tests) to find.
+    pub fn pusher_lock(&self) -> std::io::Result<Option<File>> {
+        std::fs::create_dir_all(&self.dir)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.pusher_lock_path())?;
+        match file.try_lock() {
+            Ok(()) => {
+                file.set_len(0)?;
+                writeln!(file, "{}", std::process::id())?;
+                Ok(Some(file))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// Whether a pusher holds its lock now.
+    pub fn pusher_running(&self) -> bool {
+        let Ok(file) = File::open(self.pusher_lock_path()) else {
+            return false;
+        };
+        matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+    }
+
+    fn pusher_lock_path(&self) -> PathBuf {
+        self.dir.join(".pusher.lock")
     }
 
     /// The path of a WAL file of this directory.
@@ -160,24 +223,44 @@ impl StatusDir {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
+        let ready = |name: &str| {
+            self.wal_dir
+                .join("archive_status")
+                .join(format!("{name}.ready"))
+                .exists()
+        };
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            let ready = self
-                .wal_dir
-                .join("archive_status")
-                .join(format!("{name}.ready"));
-            let stale_tmp = name.starts_with('.')
-                && entry
+            let old = || {
+                entry
                     .metadata()
                     .and_then(|m| m.modified())
-                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600));
-            if (!name.starts_with('.') && !ready.exists()) || stale_tmp {
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600))
+            };
+            let remove = if let Some(claimed) = name.strip_prefix(".claim-") {
+                // Done files are never claimed again.
+                !ready(claimed)
+            } else if name.starts_with('.') {
+                // A temp file a killed writer left; never the pusher's lock.
+                name.contains(".walship-") && old()
+            } else {
+                !ready(&name)
+            };
+            if remove {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
     }
 }
+
+/// How often a `wal-push` looks whether the pusher let go of its file.
+const CLAIM_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// The right to upload one file; released when dropped (or when the process
+/// dies).
+#[derive(Debug)]
+pub struct Claim(#[allow(dead_code)] File);
 
 /// Length and BLAKE3 of a file's bytes, read in 1 MiB chunks.
 pub fn content_of(path: &Path) -> std::io::Result<ContentId> {
@@ -248,7 +331,7 @@ mod tests {
     }
 
     #[test]
-    fn ready_files_in_archiver_order_without_the_requested_or_done_ones() {
+    fn ready_files_in_archiver_order_and_the_unmarked_ones() {
         let dir = wal_dir("ready");
         let status = StatusDir::new(&dir);
         for f in [
@@ -270,24 +353,91 @@ mod tests {
         status
             .record(&seg3, "p", content_of(&status.wal_file(&seg3)).unwrap())
             .unwrap();
-        let got: Vec<String> = status
-            .ready_files(&name("000000010000000000000001"), "p", 10)
-            .iter()
-            .map(|n| n.as_str().to_string())
-            .collect();
+        let names = |v: Vec<WalFileName>| -> Vec<String> {
+            v.iter().map(|n| n.as_str().to_string()).collect()
+        };
         assert_eq!(
-            got,
+            names(status.ready()),
+            [
+                "00000002.history",
+                "000000010000000000000001",
+                "000000010000000000000002",
+                "000000010000000000000003",
+                "000000010000000000000004"
+            ]
+        );
+        assert_eq!(
+            names(status.unmarked("p", &name("000000010000000000000001"))),
             [
                 "00000002.history",
                 "000000010000000000000002",
                 "000000010000000000000004"
             ]
         );
-        assert_eq!(status.ready_files(&seg3, "p", 1).len(), 1);
+        assert!(status.marked(&seg3, "p") && !status.marked(&seg3, "other"));
+        assert_eq!(status.unmarked("other", &seg3).len(), 4);
         // Markers go once PostgreSQL no longer lists the file as ready.
         std::fs::remove_file(dir.join("archive_status/000000010000000000000003.ready")).unwrap();
         status.sweep(&name("000000010000000000000001"));
         assert!(!status.marker_path(&seg3).exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_claim_per_file_and_one_pusher_released_when_dropped() {
+        let dir = wal_dir("claims");
+        let status = StatusDir::new(&dir);
+        let seg = name("000000010000000000000005");
+        let claim = status.try_claim(&seg).unwrap().expect("free");
+        assert!(status.try_claim(&seg).unwrap().is_none(), "held");
+        assert!(
+            status
+                .try_claim(&name("000000010000000000000006"))
+                .unwrap()
+                .is_some(),
+            "another file is free"
+        );
+        drop(claim);
+        assert!(status.try_claim(&seg).unwrap().is_some());
+
+        assert!(!status.pusher_running());
+        let lock = status.pusher_lock().unwrap().expect("no pusher yet");
+        assert!(status.pusher_running());
+        assert!(status.pusher_lock().unwrap().is_none());
+        let pid = std::fs::read_to_string(status.pusher_lock_path()).unwrap();
+        assert_eq!(pid.trim(), std::process::id().to_string());
+        drop(lock);
+        assert!(!status.pusher_running());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sweeping_keeps_live_claims_and_the_pusher_lock() {
+        let dir = wal_dir("sweep");
+        let status = StatusDir::new(&dir);
+        let (done, live) = (
+            name("000000010000000000000007"),
+            name("000000010000000000000008"),
+        );
+        std::fs::write(
+            dir.join("archive_status/000000010000000000000008.ready"),
+            b"",
+        )
+        .unwrap();
+        drop(status.try_claim(&done).unwrap());
+        drop(status.try_claim(&live).unwrap());
+        drop(status.pusher_lock().unwrap());
+        status.sweep(&done);
+        let left: std::collections::BTreeSet<String> = std::fs::read_dir(&status.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            left,
+            [".claim-000000010000000000000008", ".pusher.lock"]
+                .map(String::from)
+                .into()
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,10 +12,13 @@ pub mod storage_ops;
 pub mod wal_fetch;
 pub mod wal_prefetch;
 pub mod wal_push;
+pub mod wal_push_ahead;
 pub mod wal_show;
 pub mod wal_verify;
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::plugin::{Plugin, PluginConfig, RuntimeOptions};
@@ -42,6 +45,48 @@ impl Failure {
         // One line: PostgreSQL's log is line-oriented.
         let message = message.to_string().replace(['\n', '\r'], " ");
         Self { code, message }
+    }
+}
+
+/// Starts `walship ARGS` detached (its own process group, so PostgreSQL's
+/// signals to the archive or restore command do not reach it, and nobody
+/// waits for it), in the same directory, with the settings this process
+/// resolved: what came from flags is handed on as flags or environment,
+/// the rest is inherited.
+pub fn spawn_detached(ctx: &Context, args: &[&OsStr], prefix: &str) {
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let s = &ctx.settings;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--compression")
+        .arg(s.compression.to_string())
+        .arg("--log-level")
+        .arg(format!("{:?}", s.log_level).to_lowercase())
+        .args(args)
+        .current_dir(&ctx.cwd)
+        .env("WALSHIP_PREFIX", prefix)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    if let Some(p) = &s.config_path {
+        cmd.env("WALSHIP_CONFIG", p);
+    }
+    if let Some(p) = &s.plugin_file {
+        cmd.env("WALSHIP_PLUGIN", p);
+    }
+    if let (Some(first), true) = (s.plugin_dirs.first(), s.plugin_dirs.len() > 1) {
+        cmd.env("WALSHIP_PLUGIN_DIR", first);
+    }
+    if let Some(p) = &s.cache_dir {
+        cmd.env("WALSHIP_CACHE_DIR", p);
+    }
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    if let Err(e) = cmd.spawn() {
+        crate::logging::log_line(
+            crate::logging::LogLevelFilter::Info,
+            &format!("cannot start walship {args:?}: {e}"),
+        );
     }
 }
 

@@ -3,8 +3,6 @@
 //! Quiet: it only ever saves PostgreSQL a download, so a failure here is
 //! logged at info level and the next `wal-fetch` downloads the file itself.
 
-use std::process::{Command, Stdio};
-
 use super::{Context, EXIT_FAILURE, Failure};
 use crate::archive::{Archive, ArchiveError};
 use crate::identity::IdentityCache;
@@ -88,43 +86,13 @@ async fn fetch_lane<S: ObjectStore>(
     }
 }
 
-/// Starts `walship wal-prefetch NAME` detached (its own process group, so
-/// PostgreSQL's signals to the restore command do not reach it, and nobody
-/// waits for it), with the settings this process resolved.
+/// Starts `walship wal-prefetch NAME` in the background.
 pub fn spawn(ctx: &Context, name: &WalFileName, prefix: &str) {
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let s = &ctx.settings;
-    let mut cmd = Command::new(exe);
-    cmd.arg("wal-prefetch")
-        .arg(name.as_str())
-        .current_dir(&ctx.cwd)
-        .env("WALSHIP_PREFIX", prefix)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    // Flags beat the environment, so what came from flags is handed on as
-    // environment; the rest is inherited.
-    if let Some(p) = &s.config_path {
-        cmd.env("WALSHIP_CONFIG", p);
-    }
-    if let Some(p) = &s.plugin_file {
-        cmd.env("WALSHIP_PLUGIN", p);
-    }
-    if let (Some(first), true) = (s.plugin_dirs.first(), s.plugin_dirs.len() > 1) {
-        cmd.env("WALSHIP_PLUGIN_DIR", first);
-    }
-    if let Some(p) = &s.cache_dir {
-        cmd.env("WALSHIP_CACHE_DIR", p);
-    }
-    use std::os::unix::process::CommandExt;
-    cmd.process_group(0);
-    if let Err(e) = cmd.spawn() {
-        log_line(
-            LogLevelFilter::Info,
-            &format!("cannot start prefetching after {name}: {e}"),
-        );
-    }
+    super::spawn_detached(
+        ctx,
+        &["wal-prefetch".as_ref(), name.as_str().as_ref()],
+        prefix,
+    );
 }
 
 /// Whether a prefetched file's page header says it is segment `name` of
