@@ -1,8 +1,12 @@
-//! Restore ahead of PostgreSQL: after `wal-fetch` serves a segment, a
-//! detached `walship wal-prefetch` downloads the next segments of the same
-//! timeline into `pg_wal/walship_prefetch/<archive>/`, each verified (the
-//! object's BLAKE3 and the segment's page header) before it is renamed into
-//! place. PostgreSQL's next `wal-fetch` then only renames a file.
+//! Restore ahead of PostgreSQL: `wal-fetch` records the segment recovery
+//! asked for (the cursor) and makes sure a detached `walship wal-prefetch`
+//! runs; that prefetcher follows the cursor for as long as recovery keeps
+//! asking, downloading the next segments of the same timeline into
+//! `pg_wal/walship_prefetch/<archive>/`, each verified (the object's BLAKE3
+//! and the segment's page header) before it is renamed into place.
+//! PostgreSQL's next `wal-fetch` then only renames a file. One prefetcher
+//! per archive, long-lived: connections and plugin instances are reused from
+//! one segment to the next instead of a process starting per segment.
 //!
 //! What is never served: a partial file (downloads go to a temporary name
 //! first), a file of another archive (each prefix has its own directory), a
@@ -14,6 +18,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::wal_name::WalFileName;
+
+/// The file holding the cursor.
+const CURSOR: &str = ".cursor";
+/// The prefetcher's log.
+const LOG: &str = ".prefetcher.log";
 
 pub struct PrefetchDir {
     dir: PathBuf,
@@ -68,6 +77,8 @@ impl PrefetchDir {
             let keep_it = if name.starts_with('.') {
                 // Temporary files and the lock: only stale ones go.
                 name == ".lock"
+                    || name == CURSOR
+                    || name == LOG
                     || entry
                         .metadata()
                         .and_then(|m| m.modified())
@@ -81,15 +92,6 @@ impl PrefetchDir {
         }
     }
 
-    /// Of `names`, those not prefetched yet.
-    pub fn missing(&self, names: &[WalFileName]) -> Vec<WalFileName> {
-        names
-            .iter()
-            .filter(|n| !self.path_of(n).exists())
-            .cloned()
-            .collect()
-    }
-
     /// One prefetcher per archive at a time: an exclusive lock held while
     /// this value lives. `None` if another prefetcher holds it.
     pub fn lock(&self) -> std::io::Result<Option<File>> {
@@ -100,6 +102,37 @@ impl PrefetchDir {
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
+    }
+
+    /// Where the detached prefetcher logs.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(LOG)
+    }
+
+    /// Whether a prefetcher holds the lock now.
+    pub fn running(&self) -> bool {
+        let Ok(file) = File::open(self.dir.join(".lock")) else {
+            return false;
+        };
+        matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+    }
+
+    /// Records that recovery asked for `name`: the prefetcher moves its
+    /// window to the segments after it.
+    pub fn set_cursor(&self, name: &WalFileName) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        crate::file_write::write_into_place(&self.dir.join(CURSOR), name.as_str().as_bytes())
+    }
+
+    /// The segment recovery asked for last, if recorded.
+    pub fn cursor(&self) -> Option<WalFileName> {
+        let text = std::fs::read_to_string(self.dir.join(CURSOR)).ok()?;
+        WalFileName::parse(text.trim()).ok()
+    }
+
+    /// Whether `name` is prefetched (complete: files appear by rename).
+    pub fn has(&self, name: &WalFileName) -> bool {
+        self.path_of(name).exists()
     }
 
     /// Stores verified bytes: temporary name first, then a rename, so a
@@ -145,7 +178,28 @@ mod tests {
         p.store(&six, b"6").unwrap();
         p.store(&seven, b"7").unwrap();
         p.clean(std::slice::from_ref(&seven));
-        assert_eq!(p.missing(&[six.clone(), seven.clone()]), [six]);
+        assert!(!p.has(&six) && p.has(&seven));
+        std::fs::remove_dir_all(&data).unwrap();
+    }
+
+    #[test]
+    fn the_cursor_and_the_lock_survive_cleaning() {
+        let data =
+            std::env::temp_dir().join(format!("walship-prefetch-cursor-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        let p = PrefetchDir::new(&data, "s3://b/p");
+        assert_eq!(p.cursor(), None);
+        assert!(!p.running());
+        p.set_cursor(&name("000000010000000000000009")).unwrap();
+        let lock = p.lock().unwrap().expect("free");
+        assert!(p.running());
+        p.clean(&[]);
+        assert_eq!(
+            p.cursor().map(|n| n.as_str().to_string()).as_deref(),
+            Some("000000010000000000000009")
+        );
+        drop(lock);
+        assert!(!p.running());
         std::fs::remove_dir_all(&data).unwrap();
     }
 }

@@ -207,6 +207,11 @@ impl StatusDir {
         matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
     }
 
+    /// Where the detached pusher logs.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(".pusher.log")
+    }
+
     fn pusher_lock_path(&self) -> PathBuf {
         self.dir.join(".pusher.lock")
     }

@@ -53,7 +53,13 @@ impl Failure {
 /// waits for it), in the same directory, with the settings this process
 /// resolved: what came from flags is handed on as flags or environment,
 /// the rest is inherited.
-pub fn spawn_detached(ctx: &Context, args: &[&OsStr], prefix: &str) {
+///
+/// Its stderr goes to `log` (appended; started afresh past 1 MiB), not to
+/// ours: a helper outlives the command that started it, and a caller that
+/// reads the command's output to its end would otherwise wait for the
+/// helper too. What it logs only ever concerns work PostgreSQL will do
+/// (and report) itself if the helper fails.
+pub fn spawn_detached(ctx: &Context, args: &[&OsStr], prefix: &str, log: &std::path::Path) {
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
@@ -67,7 +73,8 @@ pub fn spawn_detached(ctx: &Context, args: &[&OsStr], prefix: &str) {
         .current_dir(&ctx.cwd)
         .env("WALSHIP_PREFIX", prefix)
         .stdin(Stdio::null())
-        .stdout(Stdio::null());
+        .stdout(Stdio::null())
+        .stderr(helper_log(log).map_or_else(Stdio::null, Stdio::from));
     if let Some(p) = &s.config_path {
         cmd.env("WALSHIP_CONFIG", p);
     }
@@ -88,6 +95,23 @@ pub fn spawn_detached(ctx: &Context, args: &[&OsStr], prefix: &str) {
             &format!("cannot start walship {args:?}: {e}"),
         );
     }
+}
+
+/// A detached helper's log file, opened for appending.
+fn helper_log(path: &std::path::Path) -> Option<std::fs::File> {
+    const MAX_LOG: u64 = 1 << 20;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).ok()?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .ok()?;
+    if file.metadata().is_ok_and(|m| m.len() > MAX_LOG) {
+        file.set_len(0).ok()?;
+    }
+    Some(file)
 }
 
 /// What every command gets: resolved settings and where it runs.

@@ -49,8 +49,10 @@ pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Fa
     // Downloaded ahead, verified, by the prefetcher an earlier call started:
     // a rename. Its page header is checked once more against this cluster.
     let prefetch_on = ctx.settings.download_concurrency > 0 && name.has_page_header();
+    let prefetch = PrefetchDir::new(&ctx.cwd, prefix);
     if prefetch_on && let Some(local) = &local {
-        let prefetch = PrefetchDir::new(&ctx.cwd, prefix);
+        // First of all: the prefetcher moves on to what follows this one.
+        let _ = prefetch.set_cursor(&name);
         if let Some(leading) = prefetch.leading(&name, 64) {
             if wal_prefetch::belongs_here(&leading, &name, local)
                 && prefetch.take(&name, destination).unwrap_or(false)
@@ -61,7 +63,7 @@ pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Fa
                         &format!("{name} restored from {prefix} (prefetched)"),
                     );
                 }
-                wal_prefetch::spawn(ctx, &name, prefix);
+                wal_prefetch::spawn_if_needed(ctx, &prefetch, &name, prefix);
                 return Ok(());
             }
             prefetch.discard(&name);
@@ -96,7 +98,7 @@ pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Fa
     write_into_place(destination, &bytes)
         .map_err(|e| real_error(format!("cannot write {}: {e}", destination.display())))?;
     if prefetch_on && local.is_some() {
-        wal_prefetch::spawn(ctx, &name, prefix);
+        wal_prefetch::spawn_if_needed(ctx, &prefetch, &name, prefix);
     }
     if ctx.settings.log_level >= LogLevelFilter::Info {
         log_line(

@@ -188,5 +188,6 @@ pub fn spawn_if_needed(
         ctx,
         &["wal-push-ahead".as_ref(), wal_dir.as_os_str()],
         prefix,
+        &status.log_path(),
     );
 }
