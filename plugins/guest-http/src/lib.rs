@@ -30,7 +30,7 @@ use bytes::Bytes;
 #[cfg(feature = "object-store")]
 pub use connector::{HttpHooks, WasiHttpConnector, WasiHttpService};
 #[cfg(feature = "crypto")]
-pub use crypto::RustCrypto;
+pub use crypto::{KnownSha256, RustCrypto};
 pub use failure::{FailureKind, HttpFailure};
 
 /// Sends `request` and returns the whole response, whatever its status.

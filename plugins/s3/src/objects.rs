@@ -125,10 +125,16 @@ impl S3Store {
             attributes: self.attributes(options.content_type.as_deref()),
             ..Default::default()
         };
+        let body = Bytes::from(data);
+        // The host's SHA-256 of the body, computed natively: object_store's
+        // checksum and payload digests take it instead of hashing again in
+        // wasm (the store checks it against the body all the same).
+        let _known =
+            known_sha256(options).map(|sha256| walship_guest_http::KnownSha256::new(&body, sha256));
         let result = match self.call(
             &op,
             self.client
-                .put_opts(&path, PutPayload::from(data), put_options),
+                .put_opts(&path, PutPayload::from(body), put_options),
         ) {
             // A store that refuses a conditional PUT early (412 before the
             // body is read) and closes the connection can cut the answer
@@ -269,4 +275,9 @@ fn with_batch_note(error: Error, count: usize) -> Error {
         Error::Unsupported(m) => Error::Unsupported(note(m)),
         Error::Other(m) => Error::Other(note(m)),
     }
+}
+
+/// The host's SHA-256 of a put's body, if it gave one.
+fn known_sha256(options: &PutOptions) -> Option<[u8; 32]> {
+    options.checksums.sha256.as_deref()?.try_into().ok()
 }

@@ -201,6 +201,39 @@ fn urls_match_the_plan_virtual_hosted_custom_endpoint() {
     );
 }
 
+/// The host's SHA-256 of the body (computed natively) is what goes out as
+/// the checksum and the signed payload hash: not hashed again in wasm. A
+/// made-up value shows which one was used; a real store would refuse it.
+#[test]
+fn a_put_uses_the_hosts_sha256_of_the_body() {
+    let h = Harness::new("s3://archive/db1", &[], |_| {
+        http::Response::builder()
+            .status(200)
+            .header("etag", "\"e1\"")
+            .body(Bytes::new())
+            .unwrap()
+    });
+    let mut options = put_options(PutMode::CreateOnly);
+    options.checksums.sha256 = Some(vec![0xab; 32]);
+    h.store.put("wal/1", b"abc".to_vec(), &options).unwrap();
+    let request = h.last();
+    let header = |name: &str| request.headers()[name].to_str().unwrap().to_string();
+    assert_eq!(
+        header("x-amz-checksum-sha256"),
+        "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s="
+    );
+    assert_eq!(header("x-amz-content-sha256"), "ab".repeat(32));
+
+    // Without one, the plugin hashes the body itself.
+    h.store
+        .put("wal/2", b"abc".to_vec(), &put_options(PutMode::CreateOnly))
+        .unwrap();
+    assert_eq!(
+        h.last().headers()["x-amz-checksum-sha256"],
+        "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="
+    );
+}
+
 #[test]
 fn create_only_put_sends_if_none_match_and_checksums() {
     let h = Harness::new(
