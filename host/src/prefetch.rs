@@ -104,6 +104,11 @@ impl PrefetchDir {
         }
     }
 
+    /// Whether a prefetcher ever worked here.
+    pub fn exists(&self) -> bool {
+        self.dir.is_dir()
+    }
+
     /// Where the detached prefetcher logs.
     pub fn log_path(&self) -> PathBuf {
         self.dir.join(LOG)

@@ -51,8 +51,12 @@ pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Fa
     let prefetch_on = ctx.settings.download_concurrency > 0 && name.has_page_header();
     let prefetch = PrefetchDir::new(&ctx.cwd, prefix);
     if prefetch_on && let Some(local) = &local {
-        // First of all: the prefetcher moves on to what follows this one.
-        let _ = prefetch.set_cursor(&name);
+        // First of all: a prefetcher at work moves on to what follows this
+        // one. (Only if one ever was: a failing call leaves nothing new in
+        // pg_wal.)
+        if prefetch.exists() {
+            let _ = prefetch.set_cursor(&name);
+        }
         if let Some(leading) = prefetch.leading(&name, 64) {
             if wal_prefetch::belongs_here(&leading, &name, local)
                 && prefetch.take(&name, destination).unwrap_or(false)
@@ -98,6 +102,7 @@ pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Fa
     write_into_place(destination, &bytes)
         .map_err(|e| real_error(format!("cannot write {}: {e}", destination.display())))?;
     if prefetch_on && local.is_some() {
+        let _ = prefetch.set_cursor(&name);
         wal_prefetch::spawn_if_needed(ctx, &prefetch, &name, prefix);
     }
     if ctx.settings.log_level >= LogLevelFilter::Info {
