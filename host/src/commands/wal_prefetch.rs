@@ -155,13 +155,16 @@ async fn lane<S: ObjectStore>(
                 seen = Some((cursor.clone(), Instant::now()));
             }
         }
+        // Recovery stopped asking (ended, or waits for something else):
+        // leave, whatever is left to do. A storage that fails every request
+        // must not keep a prefetcher alive; the next wal-fetch starts one.
+        if seen
+            .as_ref()
+            .is_some_and(|(_, since)| since.elapsed() >= LINGER)
+        {
+            return;
+        }
         let Some(name) = window.take(&cursor) else {
-            if seen
-                .as_ref()
-                .is_some_and(|(_, since)| since.elapsed() >= LINGER)
-            {
-                return;
-            }
             tokio::time::sleep(POLL).await;
             continue;
         };
