@@ -71,6 +71,14 @@ pub async fn upload<S: ObjectStore>(
     result
 }
 
+/// `store` and up to `count - 1` workers of it: handles whose calls can run
+/// at the same time, one per lane of a pipeline (at least `store` itself).
+pub fn lanes<S: ObjectStore>(store: S, count: usize) -> Vec<S> {
+    let mut lanes: Vec<S> = (1..count).map_while(|_| store.worker()).collect();
+    lanes.insert(0, store);
+    lanes
+}
+
 /// `options` with the SHA-256 of `data`, for plugins to hand to stores that
 /// verify it (S3's `x-amz-checksum-sha256`): computed here with the CPU's
 /// SHA instructions, a millisecond for a compressed segment, where a plugin

@@ -52,14 +52,7 @@ pub async fn run(ctx: &Context, name: &str) -> Result<(), Failure> {
             .open(prefix, |info| ctx.plugin_config(info))
             .await
             .map_err(|e| fail(e.to_string()))?;
-        let mut stores = Vec::with_capacity(lanes);
-        while stores.len() + 1 < lanes {
-            match store.worker() {
-                Some(worker) => stores.push(worker),
-                None => break,
-            }
-        }
-        stores.push(store);
+        let stores = crate::transfer::lanes(store, lanes);
         let window = Window {
             prefetch: &prefetch,
             first: name.clone(),

@@ -54,14 +54,7 @@ pub async fn run(ctx: &Context, wal_dir: &Path) -> Result<(), Failure> {
         .map_err(|e| fail(e.to_string()))?;
     let identities = IdentityCache::new(ctx.settings.cache_dir.as_deref());
     let lanes = ctx.settings.upload_concurrency.saturating_sub(1).max(1);
-    let mut stores = Vec::with_capacity(lanes);
-    while stores.len() + 1 < lanes {
-        match store.worker() {
-            Some(worker) => stores.push(worker),
-            None => break,
-        }
-    }
-    stores.push(store);
+    let stores = crate::transfer::lanes(store, lanes);
     let queue = Queue {
         status: &status,
         prefix,
