@@ -1,8 +1,9 @@
 //! `wal-push` archives ahead: besides the file PostgreSQL asked for, it
 //! starts a background pusher that uploads the files PostgreSQL has marked
 //! ready and records each one it stored, so PostgreSQL's later calls for
-//! them return at once. Killed at any moment, neither ever leaves a record
-//! for something not durably stored.
+//! them return at once. Killed at any moment (`wal-push` and the pusher
+//! each have a kill test), neither ever leaves a record for something not
+//! durably stored.
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -71,7 +72,7 @@ impl Backlog {
     /// Starts over with an empty archive and the whole backlog ready again,
     /// so the kill loop never runs out of work.
     fn new_round(&mut self, round: usize) {
-        self.kill_pusher();
+        let _ = self.kill_pusher();
         self.wait_for_pusher();
         self.archive = WalshipArchive::file(&self.scratch, &format!("archive-{round}"));
         let status = self.data().join("pg_wal/archive_status");
@@ -130,13 +131,16 @@ impl Backlog {
         }
     }
 
-    /// SIGKILL to the pusher, if one runs: no clean-up runs.
-    fn kill_pusher(&self) {
-        if let Some(pid) = self.pusher() {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
+    /// SIGKILL to the pusher, if one runs: no clean-up runs. Whether one
+    /// did.
+    fn kill_pusher(&self) -> bool {
+        let Some(pid) = self.pusher() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        true
     }
 
     /// The archived copy of `name`, fetched and compared with pg_wal.
@@ -289,7 +293,7 @@ fn killed_at_random_moments_nothing_is_ever_vouched_for_that_is_not_stored() {
         "{}",
         String::from_utf8_lossy(&warm.stderr)
     );
-    let (mut killed, mut finished, mut round, mut pushers_killed) = (0, 0, 0, 0);
+    let (mut killed, mut finished, mut round) = (0, 0, 0);
     // The longest uploading push seen so far, so kill moments land in
     // every phase however fast this machine is.
     let mut longest = Duration::from_millis(150);
@@ -332,13 +336,6 @@ fn killed_at_random_moments_nothing_is_ever_vouched_for_that_is_not_stored() {
                 let _ = Command::new("kill")
                     .args(["-KILL", "--", &format!("-{}", child.id())])
                     .status();
-                // The pusher is a process of its own: half the time it dies
-                // at the same moment (a crash of the machine), otherwise it
-                // goes on.
-                if rng.next(2) == 0 {
-                    b.kill_pusher();
-                    pushers_killed += 1;
-                }
                 child.wait().unwrap()
             }
         };
@@ -365,7 +362,7 @@ fn killed_at_random_moments_nothing_is_ever_vouched_for_that_is_not_stored() {
         }
         if run % 20 == 19 {
             eprintln!(
-                "run {}: {finished} finished, {killed} killed ({pushers_killed} with the pusher), round {round}",
+                "run {}: {finished} finished, {killed} killed, round {round}",
                 run + 1
             );
         }
@@ -378,6 +375,83 @@ fn killed_at_random_moments_nothing_is_ever_vouched_for_that_is_not_stored() {
     b.wait_for_pusher();
     for next in b.ready_now() {
         let out = b.wal_push(&next, 4).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        b.mark_done(&next);
+    }
+    for s in &b.segments {
+        b.assert_archived_identical(s);
+    }
+}
+
+/// The pusher is killed with SIGKILL at random moments of its work (before,
+/// during and after uploads, between an upload and its marker), 20 times on
+/// a fresh archive each: every marker it left must vouch for a stored,
+/// identical copy, and PostgreSQL's calls then finish the backlog.
+#[test]
+fn a_pusher_killed_at_random_moments_never_vouches_for_what_is_not_stored() {
+    let mut b = Backlog::new("pusher-kill", 12);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("seed {seed}");
+    let mut rng = Lcg(seed);
+    let warm = b.walship().args(["st", "ls"]).output().unwrap();
+    assert!(warm.status.success());
+    // How long a pusher works on this backlog (it then lingers a second).
+    let first = b.segments[0].clone();
+    let start = Instant::now();
+    assert!(b.wal_push(&first, 4).status().unwrap().success());
+    b.wait_for_pusher();
+    let span = start
+        .elapsed()
+        .saturating_sub(Duration::from_secs(1))
+        .max(Duration::from_millis(100));
+    let (mut killed, mut marked, mut unmarked) = (0, 0, 0);
+    for round in 1..=20 {
+        b.new_round(round);
+        let warm = b.walship().args(["st", "ls"]).output().unwrap();
+        assert!(warm.status.success());
+        // The moment is counted from the call's start: the pusher works
+        // while the call uploads its own file.
+        let delay = Duration::from_micros(rng.next(span.as_micros() as u64 + 1));
+        let start = Instant::now();
+        let out = b.wal_push(&first, 4).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(delay.saturating_sub(start.elapsed()));
+        if b.kill_pusher() {
+            killed += 1;
+        }
+        b.wait_for_pusher();
+        b.assert_archived_identical(&first);
+        for s in &b.segments[1..] {
+            if b.marker(s).exists() {
+                marked += 1;
+                b.assert_archived_identical(s);
+            } else {
+                unmarked += 1;
+            }
+        }
+        b.mark_done(&first);
+    }
+    eprintln!(
+        "{killed} of 20 pushers killed; {marked} markers checked, {unmarked} files left unmarked"
+    );
+    assert!(
+        killed >= 10 && unmarked >= 10,
+        "the kills missed the pushers' work: {killed} killed, {unmarked} files left unmarked"
+    );
+    // PostgreSQL's own calls finish what the killed pusher left.
+    for next in b.ready_now() {
+        let out = b.wal_push(&next, 1).output().unwrap();
         assert!(
             out.status.success(),
             "{}",
