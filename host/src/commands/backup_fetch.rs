@@ -7,7 +7,6 @@ use super::{Context, EXIT_FAILURE, Failure};
 use crate::backup::catalog;
 use crate::backup::fetch::{self, FetchOptions};
 use crate::backup::progress::human_bytes;
-use crate::retry::Retrying;
 
 pub async fn run(
     ctx: &Context,
@@ -41,13 +40,10 @@ pub async fn run(
         concurrency: ctx.settings.download_concurrency.max(1),
     };
     let target_existed = target.exists();
-    let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
+    // No prefix is the first thing to report, before any plugin is looked for.
+    ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
     let plugin = ctx.load_plugin().map_err(|e| fail(format!("{e:#}")))?;
-    let store = plugin
-        .open(prefix, |info| ctx.plugin_config(info))
-        .await
-        .map_err(|e| fail(format!("{e}{}", super::storage_hint(&e))))?;
-    let mut store = Retrying::new(store, ctx.retry_policy());
+    let mut store = super::open_store(ctx, &plugin, &fail).await?;
     let record = catalog::resolve(&mut store, name)
         .await
         .map_err(|e| fail(e.to_string()))?;

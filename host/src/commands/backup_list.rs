@@ -6,17 +6,13 @@ use std::io::Write;
 use super::{Context, EXIT_FAILURE, Failure};
 use crate::backup::catalog::{self, BackupRecord};
 use crate::backup::progress::human_bytes;
-use crate::retry::Retrying;
 
 pub async fn run(ctx: &Context, json: bool, detail: bool) -> Result<(), Failure> {
     let fail = |m: String| Failure::new(EXIT_FAILURE, format!("backup-list: {m}"));
-    let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
+    // No prefix is the first thing to report, before any plugin is looked for.
+    ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
     let plugin = ctx.load_plugin().map_err(|e| fail(format!("{e:#}")))?;
-    let store = plugin
-        .open(prefix, |info| ctx.plugin_config(info))
-        .await
-        .map_err(|e| fail(format!("{e}{}", super::storage_hint(&e))))?;
-    let mut store = Retrying::new(store, ctx.retry_policy());
+    let mut store = super::open_store(ctx, &plugin, &fail).await?;
     let records = catalog::list_backups(&mut store)
         .await
         .map_err(|e| fail(e.to_string()))?;

@@ -7,7 +7,6 @@ use std::time::Duration;
 use super::{Context, EXIT_FAILURE, Failure};
 use crate::backup::connect::ConnSettings;
 use crate::backup::push::{self, DEFAULT_VOLUME_SIZE, PushOptions};
-use crate::retry::Retrying;
 
 /// backup-push and backup-fetch run as long as the copy takes, unless
 /// WALSHIP_TIMEOUT says otherwise.
@@ -52,11 +51,7 @@ pub async fn run(ctx: &Context, data_dir: Option<&Path>) -> Result<(), Failure> 
     let conn = ConnSettings::resolve(|n| var(ctx, n), &data_dir).map_err(fail)?;
     let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
     let plugin = ctx.load_plugin().map_err(|e| fail(format!("{e:#}")))?;
-    let store = plugin
-        .open(prefix, |info| ctx.plugin_config(info))
-        .await
-        .map_err(|e| fail(format!("{e}{}", super::storage_hint(&e))))?;
-    let store = Retrying::new(store, ctx.retry_policy());
+    let store = super::open_store(ctx, &plugin, &fail).await?;
     let opts = PushOptions {
         data_dir,
         conn,

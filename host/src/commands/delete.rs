@@ -11,7 +11,8 @@
 
 use std::io::Write;
 
-use super::wal_show::{ArchiveView, open_store, range_text};
+use super::open_store;
+use super::wal_show::{ArchiveView, range_text};
 use super::{Context, EXIT_FAILURE, Failure};
 use crate::backup::catalog::{self, BackupRecord, parse_time};
 use crate::cli::DeleteCommand;

@@ -21,9 +21,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::plugin::{Plugin, PluginConfig, RuntimeOptions};
+use crate::plugin::{Plugin, PluginConfig, PluginStore, RuntimeOptions};
 use crate::plugin_registry::{self, Resolved};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, Retrying};
 use crate::settings::Settings;
 use crate::storage::StorageError;
 
@@ -112,6 +112,24 @@ fn helper_log(path: &std::path::Path) -> Option<std::fs::File> {
         file.set_len(0).ok()?;
     }
     Some(file)
+}
+
+/// A plugin store with the host's retries, as commands use it.
+pub type Store<'p> = Retrying<PluginStore<'p>>;
+
+/// Opens the store at the configured prefix, with retries; a failure says
+/// what to check (`storage_hint`).
+pub async fn open_store<'p>(
+    ctx: &Context,
+    plugin: &'p Plugin,
+    fail: &impl Fn(String) -> Failure,
+) -> Result<Store<'p>, Failure> {
+    let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
+    let store = plugin
+        .open(prefix, |info| ctx.plugin_config(info))
+        .await
+        .map_err(|e| fail(format!("{e}{}", storage_hint(&e))))?;
+    Ok(Retrying::new(store, ctx.retry_policy()))
 }
 
 /// What every command gets: resolved settings and where it runs.

@@ -8,31 +8,13 @@ use std::io::Write;
 
 use serde_json::json;
 
-use super::{Context, EXIT_FAILURE, Failure};
+use super::{Context, EXIT_FAILURE, Failure, open_store};
 use crate::backup::catalog::{self, BackupRecord, format_lsn};
 use crate::identity::{IDENTITY_KEY, IdentityRecord};
 use crate::object_format;
-use crate::plugin::{Plugin, PluginStore};
-use crate::retry::Retrying;
 use crate::storage::{Key, ObjectStore, StorageError};
 use crate::timeline::{History, TimelineSummary, WalInventory, segment_file_name, summarize};
 use crate::transfer;
-
-pub type Store<'p> = Retrying<PluginStore<'p>>;
-
-/// Opens the store at the configured prefix, with retries.
-pub async fn open_store<'p>(
-    ctx: &Context,
-    plugin: &'p Plugin,
-    fail: &impl Fn(String) -> Failure,
-) -> Result<Store<'p>, Failure> {
-    let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
-    let store = plugin
-        .open(prefix, |info| ctx.plugin_config(info))
-        .await
-        .map_err(|e| fail(format!("{e}{}", super::storage_hint(&e))))?;
-    Ok(Retrying::new(store, ctx.retry_policy()))
-}
 
 /// What the archive holds: its segment size, every name under `wal/`, the
 /// parsed history files and the complete backups (oldest first).

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::wal_show::{ArchiveView, open_store, range_text};
+use super::open_store;
+use super::wal_show::{ArchiveView, range_text};
 use super::{Context, EXIT_FAILURE, Failure};
 use crate::backup::catalog::format_lsn;
 use crate::object_format;
