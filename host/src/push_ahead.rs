@@ -148,12 +148,17 @@ impl StatusDir {
             .is_some_and(|m| m.prefix == prefix)
     }
 
-    /// Ready files other than `except` with no marker for `prefix`: what a
-    /// pusher would have to do.
-    pub fn unmarked(&self, prefix: &str, except: &WalFileName) -> Vec<WalFileName> {
+    /// Of the next `limit` ready files other than `except`, those with no
+    /// marker for `prefix`: what a pusher would have to do next. Bounded,
+    /// because PostgreSQL's every call asks (while no pusher runs): with a
+    /// long backlog the pusher already stored, reading every marker on
+    /// every call would cost the square of the backlog.
+    pub fn unmarked(&self, prefix: &str, except: &WalFileName, limit: usize) -> Vec<WalFileName> {
         self.ready()
             .into_iter()
-            .filter(|n| n != except && !self.marked(n, prefix))
+            .filter(|n| n != except)
+            .take(limit)
+            .filter(|n| !self.marked(n, prefix))
             .collect()
     }
 
@@ -372,7 +377,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            names(status.unmarked("p", &name("000000010000000000000001"))),
+            names(status.unmarked("p", &name("000000010000000000000001"), usize::MAX)),
             [
                 "00000002.history",
                 "000000010000000000000002",
@@ -380,7 +385,12 @@ mod tests {
             ]
         );
         assert!(status.marked(&seg3, "p") && !status.marked(&seg3, "other"));
-        assert_eq!(status.unmarked("other", &seg3).len(), 4);
+        assert_eq!(status.unmarked("other", &seg3, usize::MAX).len(), 4);
+        // Only the next ones are looked at: seg3 marked, seg4 beyond.
+        assert_eq!(
+            names(status.unmarked("p", &name("00000002.history"), 3)),
+            ["000000010000000000000001", "000000010000000000000002"]
+        );
         // Markers go once PostgreSQL no longer lists the file as ready.
         std::fs::remove_file(dir.join("archive_status/000000010000000000000003.ready")).unwrap();
         status.sweep(&name("000000010000000000000001"));

@@ -163,7 +163,9 @@ pub async fn encode_off_thread(
 }
 
 /// Starts the pusher for `status` unless one runs or there is nothing for
-/// it: ready files other than `requested` with no marker.
+/// it: among the next ready files after `requested` (as many as upload at
+/// once), one with no marker. Unmarked files further on get a pusher when
+/// PostgreSQL's calls come near them.
 pub fn spawn_if_needed(
     ctx: &Context,
     status: &StatusDir,
@@ -173,7 +175,9 @@ pub fn spawn_if_needed(
 ) {
     if ctx.settings.upload_concurrency < 2
         || status.pusher_running()
-        || status.unmarked(prefix, requested).is_empty()
+        || status
+            .unmarked(prefix, requested, ctx.settings.upload_concurrency)
+            .is_empty()
     {
         return;
     }

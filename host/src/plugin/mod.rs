@@ -472,7 +472,7 @@ impl PluginStore<'_> {
                             &[&self.config.plain, &self.config.secrets],
                         ),
                     }),
-                    self.plugin.options.cache_dir.as_deref().and_then(|dir| {
+                    self.plugin.options.cache_dir.as_deref().map(|dir| {
                         value_cache::ValueCache::open(
                             dir,
                             &self.plugin.digest,

@@ -15,6 +15,7 @@
 //! Best effort by contract: an unusable directory, a damaged or expired file
 //! reads as "nothing kept", and a plugin always copes without a value.
 
+use std::cell::OnceCell;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -41,6 +42,10 @@ const HEADER: usize = 8 + 8 + 4;
 pub struct ValueCache {
     dir: PathBuf,
     scope: [u8; 32],
+    /// Whether `dir` is private to this user, found out on first use: most
+    /// plugins never keep a value, and opening a store is on every
+    /// wal-push's path.
+    private: OnceCell<bool>,
 }
 
 impl std::fmt::Debug for ValueCache {
@@ -54,25 +59,34 @@ impl std::fmt::Debug for ValueCache {
 
 impl ValueCache {
     /// The values of a store opened at `prefix` with `config` by the plugin
-    /// `digest`, in `<cache_dir>/values`; `None` (with a warning) when that
-    /// directory cannot be made private to this user.
+    /// `digest`, in `<cache_dir>/values` (made, or made private, on first
+    /// use; a directory that cannot be keeps nothing, with a warning).
     pub fn open(
         cache_dir: &Path,
         digest: &PluginDigest,
         prefix: &str,
         config: &PluginConfig,
-    ) -> Option<ValueCache> {
-        let dir = cache_dir.join("values");
-        if let Err(e) = prepare_private_dir(&dir).and_then(|()| make_unreadable_to_others(&dir)) {
-            eprintln!(
-                "walship: warning: plugins cannot keep values between runs in {}: {e:#}",
-                dir.display()
-            );
-            return None;
-        }
-        Some(ValueCache {
-            dir,
+    ) -> ValueCache {
+        ValueCache {
+            dir: cache_dir.join("values"),
             scope: scope(digest, prefix, config),
+            private: OnceCell::new(),
+        }
+    }
+
+    fn private(&self) -> bool {
+        *self.private.get_or_init(|| {
+            match prepare_private_dir(&self.dir).and_then(|()| make_unreadable_to_others(&self.dir))
+            {
+                Ok(()) => true,
+                Err(e) => {
+                    eprintln!(
+                        "walship: warning: plugins cannot keep values between runs in {}: {e:#}",
+                        self.dir.display()
+                    );
+                    false
+                }
+            }
         })
     }
 
@@ -80,6 +94,9 @@ impl ValueCache {
     /// its file is damaged. An expired file is removed.
     pub fn get(&self, name: &str) -> Option<Vec<u8>> {
         check_name(name).ok()?;
+        if !self.private() {
+            return None;
+        }
         let path = self.path(name);
         let file = std::fs::File::open(&path).ok()?;
         let mut data = Vec::new();
@@ -104,6 +121,12 @@ impl ValueCache {
                 "a value of {} bytes is larger than the {} KiB kept",
                 value.len(),
                 MAX_VALUE >> 10
+            ));
+        }
+        if !self.private() {
+            return Err(format!(
+                "{} cannot be made private to this user",
+                self.dir.display()
             ));
         }
         let path = self.path(name);
@@ -270,7 +293,7 @@ mod tests {
     }
 
     fn cache(dir: &Path, secret: &str) -> ValueCache {
-        ValueCache::open(dir, &digest(), "gs://bucket/a", &config(secret)).unwrap()
+        ValueCache::open(dir, &digest(), "gs://bucket/a", &config(secret))
     }
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -325,16 +348,14 @@ mod tests {
             None,
             "rotated key"
         );
-        let other_prefix =
-            ValueCache::open(&dir, &digest(), "gs://bucket/b", &config("key-1")).unwrap();
+        let other_prefix = ValueCache::open(&dir, &digest(), "gs://bucket/b", &config("key-1"));
         assert_eq!(other_prefix.get("bearer-token"), None, "other prefix");
         let other_plugin = ValueCache::open(
             &dir,
             &PluginDigest("cd".repeat(32)),
             "gs://bucket/a",
             &config("key-1"),
-        )
-        .unwrap();
+        );
         assert_eq!(other_plugin.get("bearer-token"), None, "other plugin build");
         // A setting moved from plain to secret is another configuration too.
         let moved = PluginConfig {
@@ -344,7 +365,7 @@ mod tests {
                 ("GOOGLE_APPLICATION_CREDENTIALS".into(), "key-1".into()),
             ],
         };
-        let moved = ValueCache::open(&dir, &digest(), "gs://bucket/a", &moved).unwrap();
+        let moved = ValueCache::open(&dir, &digest(), "gs://bucket/a", &moved);
         assert_eq!(moved.get("bearer-token"), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -411,7 +432,13 @@ mod tests {
         std::fs::create_dir_all(dir.join("values")).unwrap();
         std::fs::set_permissions(dir.join("values"), std::fs::Permissions::from_mode(0o755))
             .unwrap();
-        cache(&dir, "key-1");
+        let values = cache(&dir, "key-1");
+        // Nothing happens to the directory until a value is looked for.
+        assert_eq!(
+            std::fs::metadata(dir.join("values")).unwrap().mode() & 0o777,
+            0o755
+        );
+        assert_eq!(values.get("a"), None);
         assert_eq!(
             std::fs::metadata(dir.join("values")).unwrap().mode() & 0o777,
             0o700
