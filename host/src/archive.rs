@@ -118,6 +118,8 @@ pub struct PushTimings {
 
 pub struct Archive<'c, S> {
     pub timings: PushTimings,
+    /// The archive id of the identity record last read (see identity.rs).
+    archive_id: Option<String>,
     store: S,
     prefix: String,
     compression: Compression,
@@ -125,6 +127,12 @@ pub struct Archive<'c, S> {
 }
 
 impl<'c, S: ObjectStore> Archive<'c, S> {
+    /// The id of the archive the last push went into (`None` before the
+    /// first push, or for an archive created before walship had ids).
+    pub fn archive_id(&self) -> Option<&str> {
+        self.archive_id.as_deref()
+    }
+
     /// The compression new objects get (encode with it before `push`).
     pub fn compression(&self) -> Compression {
         self.compression
@@ -138,6 +146,7 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
     ) -> Self {
         Self {
             timings: PushTimings::default(),
+            archive_id: None,
             store,
             prefix: prefix.to_string(),
             compression,
@@ -155,7 +164,7 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
     ) -> Result<PushOutcome, ArchiveError> {
         check_belongs_to(name, &encoded.leading, encoded.header.content.length, local)?;
         let t = std::time::Instant::now();
-        self.ensure_identity(local).await?;
+        self.archive_id = self.ensure_identity(local).await?;
         self.timings.identity = t.elapsed();
         let key = wal_key(name);
         let (object, content) = (encoded.object, encoded.header.content);
@@ -215,27 +224,45 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         local: Option<&ClusterIdentity>,
     ) -> Result<Vec<u8>, ArchiveError> {
         let key = wal_key(name);
-        let object = match transfer::download(&mut self.store, &key).await {
-            Ok(o) => o,
-            Err(StorageError::NotFound(_)) => {
-                // Make "not here" believable before PostgreSQL acts on it.
-                let record =
-                    self.read_identity()
-                        .await?
-                        .ok_or_else(|| ArchiveError::NoArchive {
-                            prefix: self.prefix.clone(),
-                        })?;
-                if let Some(local) = local {
-                    self.check_record(&record, local)?;
+        // A read that fails verification is read again before the object is
+        // called corrupt: a byte flipped in transit must not end a restore.
+        const READS: u32 = 5;
+        let mut attempt = 0;
+        let bytes = loop {
+            attempt += 1;
+            let object = match transfer::download(&mut self.store, &key).await {
+                Ok(o) => o,
+                Err(StorageError::NotFound(_)) => {
+                    // Make "not here" believable before PostgreSQL acts on it.
+                    let record =
+                        self.read_identity()
+                            .await?
+                            .ok_or_else(|| ArchiveError::NoArchive {
+                                prefix: self.prefix.clone(),
+                            })?;
+                    if let Some(local) = local {
+                        self.check_record(&record, local)?;
+                    }
+                    return Err(ArchiveError::NotInArchive(name.to_string()));
                 }
-                return Err(ArchiveError::NotInArchive(name.to_string()));
+                Err(e) => return Err(ArchiveError::storage("get", &key)(e)),
+            };
+            match object_format::decode(object) {
+                Ok(bytes) => break bytes,
+                Err(source) if attempt >= READS => {
+                    return Err(ArchiveError::Corrupt {
+                        key: key.to_string(),
+                        source,
+                    });
+                }
+                Err(source) => {
+                    eprintln!(
+                        "walship: warning: {key} failed verification ({source}); reading it again"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+                }
             }
-            Err(e) => return Err(ArchiveError::storage("get", &key)(e)),
         };
-        let bytes = object_format::decode(object).map_err(|source| ArchiveError::Corrupt {
-            key: key.to_string(),
-            source,
-        })?;
         if let (Some(local), true) = (local, name.has_page_header()) {
             let header =
                 parse_segment_header(&bytes).map_err(|why| ArchiveError::ForeignSegment {
@@ -310,18 +337,7 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
     }
 
     async fn read_identity(&mut self) -> Result<Option<IdentityRecord>, ArchiveError> {
-        let key = identity_key();
-        match self.store.get(&key, None).await {
-            Ok((_, bytes)) => {
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| ArchiveError::DamagedIdentity("not UTF-8".into()))?;
-                IdentityRecord::parse(&text)
-                    .map(Some)
-                    .map_err(ArchiveError::DamagedIdentity)
-            }
-            Err(StorageError::NotFound(_)) => Ok(None),
-            Err(e) => Err(ArchiveError::storage("get", &key)(e)),
-        }
+        read_identity(&mut self.store).await
     }
 
     fn check_record(
@@ -347,48 +363,68 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
     }
 
     /// Makes sure the prefix is this cluster's archive, creating the identity
-    /// record on an empty prefix.
-    pub async fn ensure_identity(&mut self, local: &ClusterIdentity) -> Result<(), ArchiveError> {
-        if self.identities.is_verified(&self.prefix, local) {
-            return Ok(());
-        }
+    /// record on an empty prefix. Reads the record every time (one small
+    /// GET): an archive wiped and started again under the same prefix is
+    /// noticed at once, and gets its record back. Returns the archive id.
+    pub async fn ensure_identity(
+        &mut self,
+        local: &ClusterIdentity,
+    ) -> Result<Option<String>, ArchiveError> {
         let record = match self.read_identity().await? {
             Some(record) => record,
-            None => {
-                self.refuse_foreign_contents().await?;
-                let key = identity_key();
-                let mine = IdentityRecord::new(*local);
-                let atomic = self.store.info().features.atomic_create_only;
-                match self
-                    .store
-                    .put(&key, mine.to_toml().as_bytes(), &PutOptions::create_only())
-                    .await
-                {
-                    Ok(_) if atomic => mine,
-                    // Another process created it first (or, where the store
-                    // may ignore create-only, raced us): check what is there.
-                    Ok(_) | Err(StorageError::AlreadyExists(_)) => {
-                        self.read_identity().await?.ok_or_else(|| {
-                            ArchiveError::DamagedIdentity("vanished after creation".into())
-                        })?
-                    }
-                    Err(e) => return Err(ArchiveError::storage("put", &key)(e)),
-                }
-            }
+            None => self.create_identity(local).await?,
         };
         self.check_record(&record, local)?;
-        self.identities.remember(&self.prefix, local);
-        Ok(())
+        self.identities
+            .remember(&self.prefix, local, record.archive_id.as_deref());
+        Ok(record.archive_id)
     }
 
-    /// An empty prefix is fine; another tool's archive, or anything else, is not.
-    async fn refuse_foreign_contents(&mut self) -> Result<(), ArchiveError> {
+    /// Creates the identity record of a new archive. Several processes may
+    /// start the same empty prefix at once (PostgreSQL's push and the
+    /// background pusher, or several servers' first pushes): create-only
+    /// decides, and every loser reads the winner's record and goes on.
+    async fn create_identity(
+        &mut self,
+        local: &ClusterIdentity,
+    ) -> Result<IdentityRecord, ArchiveError> {
+        if let Some(record) = self.refuse_foreign_contents().await? {
+            return Ok(record);
+        }
+        let key = identity_key();
+        let mine = IdentityRecord::new(*local);
+        let atomic = self.store.info().features.atomic_create_only;
+        match self
+            .store
+            .put(&key, mine.to_toml().as_bytes(), &PutOptions::create_only())
+            .await
+        {
+            Ok(_) if atomic => Ok(mine),
+            // Another process created it first (or, where the store may
+            // ignore create-only, raced us): what is there now counts.
+            Ok(_) | Err(StorageError::AlreadyExists(_)) => self
+                .read_identity()
+                .await?
+                .ok_or_else(|| ArchiveError::DamagedIdentity("vanished after creation".into())),
+            Err(e) => Err(ArchiveError::storage("put", &key)(e)),
+        }
+    }
+
+    /// An empty prefix is fine (`None`); one where another process has just
+    /// created the identity record gives that record; another tool's
+    /// archive, or anything else, is refused.
+    async fn refuse_foreign_contents(&mut self) -> Result<Option<IdentityRecord>, ArchiveError> {
         let (objects, _) = transfer::list_all(&mut self.store, "", Some(100))
             .await
             .map_err(ArchiveError::storage("list", &identity_key()))?;
         let Some(first) = objects.first() else {
-            return Ok(());
+            return Ok(None);
         };
+        if objects.iter().any(|o| o.key == IDENTITY_KEY)
+            && let Some(record) = self.read_identity().await?
+        {
+            return Ok(Some(record));
+        }
         let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
         let prefix = self.prefix.clone();
         let foreign = |tool, evidence: &str| ArchiveError::ForeignArchive {
@@ -426,6 +462,37 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
             found: first.key.clone(),
         })
     }
+}
+
+/// Reads and verifies the archive's identity record (`None`: there is
+/// none). A record that fails verification is read again before it is
+/// called damaged: a byte flipped in transit must not end a restore.
+pub async fn read_identity<S: ObjectStore>(
+    store: &mut S,
+) -> Result<Option<IdentityRecord>, ArchiveError> {
+    const READS: u32 = 3;
+    let key = identity_key();
+    let mut last_problem = String::new();
+    for attempt in 0..READS {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+        }
+        let bytes = match store.get(&key, None).await {
+            Ok((_, bytes)) => bytes,
+            Err(StorageError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(ArchiveError::storage("get", &key)(e)),
+        };
+        match String::from_utf8(bytes)
+            .map_err(|_| "not UTF-8".to_string())
+            .and_then(|text| IdentityRecord::parse(&text))
+        {
+            Ok(record) => return Ok(Some(record)),
+            Err(why) => last_problem = why,
+        }
+    }
+    Err(ArchiveError::DamagedIdentity(format!(
+        "{last_problem} (read {READS} times)"
+    )))
 }
 
 /// Checks that a segment's page header belongs to the cluster in the data

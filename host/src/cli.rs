@@ -126,6 +126,11 @@ pub enum Command {
         /// Restore the tablespace at OLD into NEW instead (repeatable), as pg_basebackup's
         #[arg(long = "tablespace-mapping", value_name = "OLD=NEW")]
         tablespace_mapping: Vec<String>,
+        /// As root, restore tablespaces without a mapping to the locations the
+        /// backup's record names (anyone who can write to the bucket can write
+        /// a record, so root needs this said explicitly)
+        #[arg(long)]
+        use_recorded_tablespace_locations: bool,
     },
     /// Raw object operations through the storage plugin (no archive format)
     #[command(name = "st", subcommand)]
@@ -145,6 +150,10 @@ pub enum DeleteCommand {
         /// Delete for real (without it, print what would go)
         #[arg(long)]
         confirm: bool,
+        /// Delete even WAL that looks like a running server's and that no
+        /// kept backup can restore, or when a kept backup lacks its own WAL
+        #[arg(long)]
+        force: bool,
     },
     /// Delete the backups older than NAME, or older than the newest backup
     /// finished by TIME (RFC 3339): `delete before [FIND_FULL] NAME|TIME`
@@ -155,6 +164,10 @@ pub enum DeleteCommand {
         /// Delete for real (without it, print what would go)
         #[arg(long)]
         confirm: bool,
+        /// Delete even WAL that looks like a running server's and that no
+        /// kept backup can restore, or when a kept backup lacks its own WAL
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -1,7 +1,8 @@
 //! The archive's identity record (`identity.toml` at the prefix): which
-//! cluster the archive belongs to. Written once, create-only, by the first
-//! push; never changed. Because it never changes, a process that has checked
-//! it once may remember that in its private cache and skip the read next time.
+//! cluster the archive belongs to, and a random id of this archive. Written
+//! once, create-only, by the first push; never changed. It ends with a
+//! BLAKE3 checksum of itself, so a byte flipped in storage or in transit is
+//! caught (and the read retried) instead of parsed into a wrong identity.
 
 use std::path::PathBuf;
 
@@ -14,35 +15,80 @@ pub const LAYOUT_VERSION: u32 = 1;
 pub struct IdentityRecord {
     pub cluster: ClusterIdentity,
     pub layout_version: u32,
+    /// Random, drawn when the archive is created: an archive wiped and
+    /// created again under the same prefix gets a new one, so what a cache
+    /// or a push-ahead marker vouches for can be tied to one archive.
+    /// `None` in records written before walship had it.
+    pub archive_id: Option<String>,
 }
 
+/// The keys a record written before the checksum has, exactly: a record
+/// with any other key must carry a valid checksum.
+const LEGACY_KEYS: &[&str] = &[
+    "format",
+    "layout_version",
+    "system_identifier",
+    "wal_segment_size",
+    "created_by",
+];
+const CHECKSUM_PREFIX: &str = "checksum = \"blake3:";
+
 impl IdentityRecord {
+    /// A new archive's record, with a fresh archive id.
     pub fn new(cluster: ClusterIdentity) -> Self {
         Self {
             cluster,
             layout_version: LAYOUT_VERSION,
+            archive_id: Some(crate::random_id::random_hex128()),
         }
     }
 
+    /// TOML, readable by people and by older walships (which ignore the
+    /// keys they do not know), ending with a BLAKE3 of every byte before it.
     pub fn to_toml(&self) -> String {
-        format!(
+        let mut body = format!(
             "# walship archive identity: written once by the first wal-push, never changed.\n\
              format = \"walship\"\n\
              layout_version = {}\n\
              system_identifier = \"{}\"\n\
-             wal_segment_size = {}\n\
-             created_by = \"walship {}\"\n",
-            self.layout_version,
-            self.cluster.system_identifier,
-            self.cluster.wal_segment_size,
-            env!("CARGO_PKG_VERSION"),
-        )
+             wal_segment_size = {}\n",
+            self.layout_version, self.cluster.system_identifier, self.cluster.wal_segment_size,
+        );
+        if let Some(id) = &self.archive_id {
+            body.push_str(&format!("archive_id = \"{id}\"\n"));
+        }
+        body.push_str(&format!(
+            "created_by = \"walship {}\"\n",
+            env!("CARGO_PKG_VERSION")
+        ));
+        let sum = blake3::hash(body.as_bytes()).to_hex();
+        format!("{body}{CHECKSUM_PREFIX}{sum}\"\n")
     }
 
+    /// Parses a record, verifying its checksum. A record without one is
+    /// accepted only with exactly the keys records had before checksums
+    /// (so a damaged checksum line cannot pass as an old record).
     pub fn parse(text: &str) -> Result<Self, String> {
+        let checked = match text.rfind(CHECKSUM_PREFIX) {
+            Some(at) if at == 0 || text.as_bytes()[at - 1] == b'\n' => {
+                let (body, line) = text.split_at(at);
+                let hex = line[CHECKSUM_PREFIX.len()..]
+                    .trim_end()
+                    .strip_suffix('"')
+                    .ok_or("its checksum line is malformed")?;
+                if blake3::hash(body.as_bytes()).to_hex().as_str() != hex {
+                    return Err("its checksum does not match its contents".into());
+                }
+                true
+            }
+            _ => false,
+        };
         let table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| e.message().to_string())?;
+        if !checked && let Some(k) = table.keys().find(|k| !LEGACY_KEYS.contains(&k.as_str())) {
+            return Err(format!("it has no valid checksum line (and a key {k:?})"));
+        }
         if table.get("format").and_then(|v| v.as_str()) != Some("walship") {
             return Err("format is not \"walship\"".into());
         }
@@ -66,17 +112,26 @@ impl IdentityRecord {
             .and_then(|v| v.as_integer())
             .and_then(|v| u32::try_from(v).ok())
             .ok_or("wal_segment_size missing")?;
+        let archive_id = table
+            .get("archive_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
         Ok(Self {
             cluster: ClusterIdentity {
                 system_identifier,
                 wal_segment_size,
             },
             layout_version,
+            archive_id,
         })
     }
 }
 
-/// Remembers, per prefix, the identity already verified there.
+/// Remembers, per prefix, the archive last verified there (its cluster and
+/// archive id). Every push still reads `identity.toml` (one small GET) to
+/// notice an archive that was wiped and created again; what the cache
+/// spares is creating it, and it lets a push-ahead marker be checked
+/// against the archive it was made for without any request.
 pub struct IdentityCache {
     dir: Option<PathBuf>,
 }
@@ -96,20 +151,30 @@ impl IdentityCache {
         )
     }
 
-    pub fn is_verified(&self, prefix: &str, cluster: &ClusterIdentity) -> bool {
-        self.file(prefix)
-            .and_then(|f| std::fs::read_to_string(f).ok())
-            .is_some_and(|s| s == remembered(prefix, cluster))
+    /// The archive id last verified at `prefix` for `cluster`, if any (empty
+    /// for an archive made before archive ids).
+    pub fn archive_id(&self, prefix: &str, cluster: &ClusterIdentity) -> Option<String> {
+        let text = std::fs::read_to_string(self.file(prefix)?).ok()?;
+        let rest = text.strip_prefix(&remembered(prefix, cluster))?;
+        Some(rest.strip_prefix("archive ")?.trim_end().to_string())
     }
 
-    /// Best effort: a failure only costs a read next time.
-    pub fn remember(&self, prefix: &str, cluster: &ClusterIdentity) {
+    /// Best effort: a failure only costs a marker shortcut next time.
+    pub fn remember(&self, prefix: &str, cluster: &ClusterIdentity, archive_id: Option<&str>) {
         let (Some(dir), Some(file)) = (&self.dir, self.file(prefix)) else {
             return;
         };
-        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+        let text = format!(
+            "{}archive {}\n",
+            remembered(prefix, cluster),
+            archive_id.unwrap_or("")
+        );
+        if std::fs::read_to_string(&file).is_ok_and(|t| t == text) {
+            return;
+        }
+        let tmp = file.with_extension(format!("tmp-{}", crate::random_id::random_hex128()));
         let _ = std::fs::create_dir_all(dir)
-            .and_then(|_| std::fs::write(&tmp, remembered(prefix, cluster)))
+            .and_then(|_| std::fs::write(&tmp, text))
             .and_then(|_| std::fs::rename(&tmp, &file));
         let _ = std::fs::remove_file(&tmp);
     }
@@ -125,6 +190,58 @@ fn remembered(prefix: &str, c: &ClusterIdentity) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_flipped_byte_is_caught_and_old_records_still_read() {
+        let rec = IdentityRecord::new(ClusterIdentity {
+            system_identifier: 7_441_234_567_890_123_456,
+            wal_segment_size: 16 << 20,
+        });
+        let text = rec.to_toml();
+        assert_eq!(IdentityRecord::parse(&text).unwrap(), rec);
+        for i in 0..text.len() {
+            for bit in [0x01u8, 0x20] {
+                let mut bytes = text.clone().into_bytes();
+                bytes[i] ^= bit;
+                let Ok(flipped) = String::from_utf8(bytes) else {
+                    continue;
+                };
+                // The checksum covers every byte, the comment line too.
+                if let Ok(parsed) = IdentityRecord::parse(&flipped) {
+                    panic!("byte {i} ^ {bit:#x} passed as {parsed:?}:\n{flipped}");
+                }
+            }
+        }
+        // A record written before archive ids and checksums.
+        let legacy = "format = \"walship\"\nlayout_version = 1\nsystem_identifier = \"42\"\n\
+                      wal_segment_size = 16777216\ncreated_by = \"walship 0.1.0\"\n";
+        let old = IdentityRecord::parse(legacy).unwrap();
+        assert_eq!(old.cluster.system_identifier, 42);
+        assert_eq!(old.archive_id, None);
+        assert_ne!(IdentityRecord::new(old.cluster).archive_id, rec.archive_id);
+    }
+
+    #[test]
+    fn the_cache_holds_the_archive_id_per_prefix_and_cluster() {
+        let dir = std::env::temp_dir().join(format!("walship-idcache-{}", std::process::id()));
+        let cache = IdentityCache::new(Some(&dir));
+        let c = ClusterIdentity {
+            system_identifier: 9,
+            wal_segment_size: 16 << 20,
+        };
+        assert_eq!(cache.archive_id("file:///a", &c), None);
+        cache.remember("file:///a", &c, Some("abc"));
+        assert_eq!(cache.archive_id("file:///a", &c).as_deref(), Some("abc"));
+        assert_eq!(cache.archive_id("file:///b", &c), None);
+        let other = ClusterIdentity {
+            system_identifier: 10,
+            ..c
+        };
+        assert_eq!(cache.archive_id("file:///a", &other), None);
+        cache.remember("file:///a", &c, Some("def"));
+        assert_eq!(cache.archive_id("file:///a", &c).as_deref(), Some("def"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn record_round_trips_and_keeps_u64_precision() {

@@ -4,6 +4,27 @@
 //! command under a deadline and signal handling, and exit with the code
 //! PostgreSQL expects.
 
+/// `eprintln!` that never panics. std's panics when stderr cannot be
+/// written (a full log disk, a closed pipe): the command would then die
+/// with a panic's code instead of the one PostgreSQL must see, and a
+/// wal-push whose segment is stored would fail only for want of a log line.
+/// Defined before the modules, so it shadows std's in all of them.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `println!` that never panics (`walship backup-list | head` closes the
+/// pipe early): what could not be printed is not worth a crash.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod archive;
 mod backup;
 mod cli;
@@ -12,12 +33,15 @@ mod conformance;
 mod file_write;
 mod identity;
 mod logging;
+#[cfg(test)]
+mod memory_store;
 mod object_format;
 mod pg_control;
 mod plugin;
 mod plugin_registry;
 mod prefetch;
 mod push_ahead;
+mod random_id;
 mod retention;
 mod retry;
 mod settings;
@@ -47,6 +71,7 @@ fn main() -> ExitCode {
         Command::WalFetch { .. } => commands::wal_fetch::real_error_code(&cwd),
         _ => EXIT_FAILURE,
     };
+    install_panic_hook(failure_code);
     let settings = match settings::resolve(&cli.global, &settings::Environment::capture()) {
         // A base backup of a large cluster takes far longer than the default
         // deadline, which is for the commands PostgreSQL runs; WALSHIP_TIMEOUT
@@ -67,6 +92,18 @@ fn main() -> ExitCode {
                 && s.deadline == settings::DEFAULT_DEADLINE =>
         {
             s.deadline = commands::backup_push::DEADLINE;
+            s
+        }
+        // The detached helpers bound themselves (HELPER_LIFETIME: no new work
+        // after it); their deadline is only a last resort, so that nothing
+        // they started is cut off half-way by a per-file deadline.
+        Ok(mut s)
+            if matches!(
+                cli.command,
+                Command::WalPushAhead { .. } | Command::WalPrefetch { .. }
+            ) =>
+        {
+            s.deadline = commands::HELPER_DEADLINE;
             s
         }
         Ok(s) => s,
@@ -146,7 +183,17 @@ async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
             data_dir,
             name,
             tablespace_mapping,
-        } => commands::backup_fetch::run(ctx, data_dir, name, tablespace_mapping).await,
+            use_recorded_tablespace_locations,
+        } => {
+            commands::backup_fetch::run(
+                ctx,
+                data_dir,
+                name,
+                tablespace_mapping,
+                *use_recorded_tablespace_locations,
+            )
+            .await
+        }
         Command::WalShow { json } => commands::wal_show::run(ctx, *json).await,
         Command::WalVerify { checks, json } => commands::wal_verify::run(ctx, checks, *json).await,
         Command::Delete(command) => commands::delete::run(ctx, command).await,
@@ -187,6 +234,27 @@ async fn termination_signal() -> &'static str {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     }
+}
+
+/// A bug must still end with the exit code PostgreSQL expects (a panic's
+/// 101 would read as "file not found" to recovery and end it early), in one
+/// line, whatever RUST_BACKTRACE says: PostgreSQL's log is line-oriented.
+fn install_panic_hook(code: u8) {
+    std::panic::set_hook(Box::new(move |info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let line = format!("walship: internal error: {what}{place}").replace(['\n', '\r'], " ");
+        eprintln!("{line}");
+        std::process::exit(i32::from(code));
+    }));
 }
 
 /// The last line of defence: if the command is stuck where the async

@@ -81,6 +81,53 @@ fn parse_control_file(bytes: &[u8]) -> Result<ClusterIdentity, &'static str> {
     })
 }
 
+/// Whether the control file carries a valid CRC: PostgreSQL's CRC-32C over
+/// every byte of `ControlFileData` before its last field, `crc`. Where
+/// that field sits changes between versions, so every 4-byte-aligned offset
+/// after the float-format marker's block is tried (a false match has odds
+/// of about 2^-24 over all of them). A read that raced a write of the file
+/// (a torn 8 KiB read) fails this.
+pub fn control_file_crc_ok(bytes: &[u8]) -> bool {
+    let marker = FLOAT_FORMAT_VALUE.to_le_bytes();
+    let Some(anchor) = (64..bytes.len().min(512).saturating_sub(32))
+        .step_by(8)
+        .find(|&off| bytes[off..off + 8] == marker)
+    else {
+        return false;
+    };
+    let end = bytes.len().min(2048).saturating_sub(4);
+    (anchor + 24..end).step_by(4).any(|off| {
+        let stored = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap());
+        crc32c::crc32c(&bytes[..off]) == stored
+    })
+}
+
+/// Reads `global/pg_control` until a read has a valid CRC (the server may
+/// be rewriting it: a standby does at every restartpoint), at most
+/// `attempts` times, a few milliseconds apart.
+pub fn read_consistent_control_file(
+    data_dir: &Path,
+    attempts: u32,
+) -> Result<Vec<u8>, ControlFileError> {
+    let path = data_dir.join(CONTROL_FILE_PATH);
+    for attempt in 0..attempts.max(1) {
+        let bytes = std::fs::read(&path).map_err(|source| ControlFileError::Unreadable {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if control_file_crc_ok(&bytes) {
+            return Ok(bytes);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(
+            5 + 5 * u64::from(attempt.min(20)),
+        ));
+    }
+    Err(ControlFileError::Malformed {
+        path: path.display().to_string(),
+        why: "its CRC never matched (read while being rewritten every time, or damaged)",
+    })
+}
+
 /// The fields of a segment's first (long) page header that identify it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -155,6 +202,62 @@ pub(crate) mod tests {
                 wal_segment_size: 16 << 20
             }
         );
+    }
+
+    /// `fake_control_file` with PostgreSQL's CRC-32C stored at `at`.
+    pub(crate) fn with_crc(mut b: Vec<u8>, at: usize) -> Vec<u8> {
+        let crc = crc32c::crc32c(&b[..at]);
+        b[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn a_control_file_crc_is_found_wherever_the_version_puts_it() {
+        for at in [288, 296, 304] {
+            let good = with_crc(fake_control_file(99, 16 << 20), at);
+            assert!(control_file_crc_ok(&good), "crc at {at}");
+            // A torn read: the first bytes of a newer write, the rest old.
+            let mut torn = good.clone();
+            torn[40] ^= 0x10;
+            assert!(!control_file_crc_ok(&torn), "torn read at {at} accepted");
+        }
+        assert!(!control_file_crc_ok(&fake_control_file(99, 16 << 20)));
+        assert!(!control_file_crc_ok(&[0u8; 100]));
+    }
+
+    #[test]
+    fn a_real_control_file_passes_and_a_torn_one_does_not() {
+        // Debian's PostgreSQL 15, which `cargo xtask test` installs: the real
+        // layout rather than our idea of it.
+        let initdb = std::path::Path::new("/usr/lib/postgresql/15/bin/initdb");
+        if !initdb.is_file() {
+            eprintln!("skipped: no PostgreSQL 15 initdb");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("walship-pgcontrol-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // initdb refuses to run as root: as root, run it as postgres.
+        // SAFETY: geteuid has no preconditions.
+        let mut cmd = if unsafe { libc::geteuid() } == 0 {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(initdb);
+            c
+        } else {
+            std::process::Command::new(initdb)
+        };
+        let out = cmd
+            .arg("-D")
+            .arg(&dir)
+            .args(["--no-sync", "-U", "postgres"])
+            .output()
+            .expect("run initdb");
+        assert!(out.status.success(), "initdb: {out:?}");
+        let bytes = std::fs::read(dir.join("global/pg_control")).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(control_file_crc_ok(&bytes));
+        let mut torn = bytes.clone();
+        torn[16] ^= 1;
+        assert!(!control_file_crc_ok(&torn));
     }
 
     #[test]

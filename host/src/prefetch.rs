@@ -9,10 +9,12 @@
 //! one segment to the next instead of a process starting per segment.
 //!
 //! What is never served: a partial file (downloads go to a temporary name
-//! first), a file of another archive (each prefix has its own directory), a
-//! file of another name (the exact name is looked up, so another timeline's
-//! segment can never stand in), and anything older than what recovery asked
-//! for last (cleared on every call).
+//! first, fsynced before the rename), a file whose bytes changed since they
+//! were verified (the BLAKE3 recorded beside each file at download is
+//! checked again when it is served), a file of another archive (each prefix
+//! has its own directory), a file of another name (the exact name is looked
+//! up, so another timeline's segment can never stand in), and anything
+//! older than what recovery asked for last (cleared on every call).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -41,11 +43,42 @@ impl PrefetchDir {
         self.dir.join(name.as_str())
     }
 
-    /// Moves a prefetched `name` to `destination` (a rename within pg_wal).
-    /// `Ok(false)` when there is none.
+    /// Beside each prefetched file: the BLAKE3 of its bytes, as verified
+    /// against the archive at download.
+    fn checksum_path_of(&self, name: &WalFileName) -> PathBuf {
+        self.dir.join(format!(".{}.blake3", name.as_str()))
+    }
+
+    /// Moves a prefetched `name` to `destination` (a rename within pg_wal),
+    /// once its bytes hash to what was verified at download. `Ok(false)`
+    /// when there is none, or it changed since (then it is removed).
     pub fn take(&self, name: &WalFileName, destination: &Path) -> std::io::Result<bool> {
-        match std::fs::rename(self.path_of(name), destination) {
-            Ok(()) => Ok(true),
+        let path = self.path_of(name);
+        let expected = match std::fs::read_to_string(self.checksum_path_of(name)) {
+            Ok(hex) => hex,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.discard(name);
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut hasher = blake3::Hasher::new();
+        match File::open(&path) {
+            Ok(mut f) => {
+                std::io::copy(&mut f, &mut hasher)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if hasher.finalize().to_hex().as_str() != expected.trim() {
+            self.discard(name);
+            return Ok(false);
+        }
+        match std::fs::rename(&path, destination) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(self.checksum_path_of(name));
+                Ok(true)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
@@ -64,6 +97,7 @@ impl PrefetchDir {
     /// Removes a prefetched file that failed its check.
     pub fn discard(&self, name: &WalFileName) {
         let _ = std::fs::remove_file(self.path_of(name));
+        let _ = std::fs::remove_file(self.checksum_path_of(name));
     }
 
     /// Removes every finished file not in `keep` (older segments, other
@@ -75,10 +109,14 @@ impl PrefetchDir {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let keep_it = if name.starts_with('.') {
-                // Temporary files and the lock: only stale ones go.
+                // Temporary files and the lock: only stale ones go; the
+                // checksums of kept files stay.
                 name == ".lock"
                     || name == CURSOR
                     || name == LOG
+                    || keep
+                        .iter()
+                        .any(|k| name == format!(".{}.blake3", k.as_str()))
                     || entry
                         .metadata()
                         .and_then(|m| m.modified())
@@ -140,10 +178,19 @@ impl PrefetchDir {
         self.path_of(name).exists()
     }
 
-    /// Stores verified bytes: temporary name first, then a rename, so a
-    /// reader sees the whole file or none.
+    /// Stores verified bytes, and their BLAKE3 beside them: temporary name
+    /// first, fsync, then a rename, so a reader sees the whole file or none
+    /// and a file served after a crash is still the one verified.
     pub fn store(&self, name: &WalFileName, bytes: &[u8]) -> std::io::Result<()> {
-        crate::file_write::write_into_place(&self.path_of(name), bytes)
+        use crate::file_write::{Durability, write_into_place_with};
+        std::fs::create_dir_all(&self.dir)?;
+        let sum = blake3::hash(bytes).to_hex();
+        write_into_place_with(
+            &self.checksum_path_of(name),
+            sum.as_bytes(),
+            Durability::Synced,
+        )?;
+        write_into_place_with(&self.path_of(name), bytes, Durability::Synced)
     }
 }
 
@@ -184,6 +231,33 @@ mod tests {
         p.store(&seven, b"7").unwrap();
         p.clean(std::slice::from_ref(&seven));
         assert!(!p.has(&six) && p.has(&seven));
+        assert!(
+            p.take(&seven, &dest).unwrap(),
+            "its checksum survived the clean"
+        );
+        std::fs::remove_dir_all(&data).unwrap();
+    }
+
+    #[test]
+    fn a_prefetched_file_that_changed_since_its_download_is_not_served() {
+        let data = std::env::temp_dir().join(format!("walship-prefetch-b3-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir_all(data.join("pg_wal")).unwrap();
+        let p = PrefetchDir::new(&data, "s3://b/p");
+        let seg = name("000000010000000000000005");
+        p.store(&seg, b"segment five, verified").unwrap();
+        // A bit flips on disk (same length, same page header).
+        let path = p.path_of(&seg);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let dest = data.join("pg_wal/RECOVERYXLOG");
+        assert!(!p.take(&seg, &dest).unwrap());
+        assert!(
+            !dest.exists() && !p.has(&seg),
+            "served nothing, and dropped it"
+        );
         std::fs::remove_dir_all(&data).unwrap();
     }
 

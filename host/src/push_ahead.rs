@@ -36,18 +36,23 @@ pub struct StatusDir {
     dir: PathBuf,
 }
 
-/// What a marker records: where, and exactly what.
+/// What a marker records: where (the prefix, and the id of the archive
+/// there, so a marker made before the archive was wiped and started again
+/// vouches for nothing), and exactly what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Marker {
     prefix: String,
+    /// Empty for an archive made before archive ids.
+    archive_id: String,
     content: ContentId,
 }
 
 impl Marker {
     fn to_text(&self) -> String {
         format!(
-            "prefix {}\nlength {}\nblake3 {}\n",
+            "prefix {}\narchive {}\nlength {}\nblake3 {}\n",
             self.prefix,
+            self.archive_id,
             self.content.length,
             hex(&self.content.blake3)
         )
@@ -55,12 +60,14 @@ impl Marker {
 
     fn parse(text: &str) -> Option<Self> {
         let mut prefix = None;
+        let mut archive_id = None;
         let mut length = None;
         let mut blake3 = None;
         for line in text.lines() {
-            let (k, v) = line.split_once(' ')?;
+            let (k, v) = line.split_once(' ').unwrap_or((line, ""));
             match k {
                 "prefix" => prefix = Some(v.to_string()),
+                "archive" => archive_id = Some(v.to_string()),
                 "length" => length = v.parse().ok(),
                 "blake3" => blake3 = unhex32(v),
                 _ => {}
@@ -68,6 +75,9 @@ impl Marker {
         }
         Some(Self {
             prefix: prefix?,
+            // A marker of an older walship names no archive: it is trusted
+            // for no archive at all.
+            archive_id: archive_id?,
             content: ContentId {
                 length: length?,
                 blake3: blake3?,
@@ -90,28 +100,44 @@ impl StatusDir {
     }
 
     /// Whether `file` (the WAL file `name`) was archived ahead to `prefix`
-    /// with exactly its current content.
-    pub fn archived_ahead(&self, name: &WalFileName, prefix: &str, file: &Path) -> bool {
+    /// with exactly its current content, into the archive whose id the
+    /// identity cache holds now (`archive_id`: `None` when nothing is
+    /// known, and then no marker counts).
+    pub fn archived_ahead(
+        &self,
+        name: &WalFileName,
+        prefix: &str,
+        archive_id: Option<&str>,
+        file: &Path,
+    ) -> bool {
+        let Some(archive_id) = archive_id else {
+            return false;
+        };
         let Ok(text) = std::fs::read_to_string(self.marker_path(name)) else {
             return false;
         };
         let Some(marker) = Marker::parse(&text) else {
             return false;
         };
-        marker.prefix == prefix && content_of(file).is_ok_and(|c| c == marker.content)
+        marker.prefix == prefix
+            && marker.archive_id == archive_id
+            && content_of(file).is_ok_and(|c| c == marker.content)
     }
 
-    /// Records that `name` with `content` is durably stored at `prefix`.
+    /// Records that `name` with `content` is durably stored at `prefix`, in
+    /// the archive `archive_id` (empty for an archive without an id).
     /// Written whole or not at all (temp file, rename).
     pub fn record(
         &self,
         name: &WalFileName,
         prefix: &str,
+        archive_id: &str,
         content: ContentId,
     ) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let marker = Marker {
             prefix: prefix.to_string(),
+            archive_id: archive_id.to_string(),
             content,
         };
         crate::file_write::write_into_place(&self.marker_path(name), marker.to_text().as_bytes())
@@ -329,14 +355,18 @@ mod tests {
         let seg = name("000000010000000000000002");
         let file = status.wal_file(&seg);
         std::fs::write(&file, b"segment bytes").unwrap();
-        assert!(!status.archived_ahead(&seg, "s3://b/p", &file));
+        assert!(!status.archived_ahead(&seg, "s3://b/p", Some("id1"), &file));
         status
-            .record(&seg, "s3://b/p", content_of(&file).unwrap())
+            .record(&seg, "s3://b/p", "id1", content_of(&file).unwrap())
             .unwrap();
-        assert!(status.archived_ahead(&seg, "s3://b/p", &file));
-        assert!(!status.archived_ahead(&seg, "s3://b/other", &file));
+        assert!(status.archived_ahead(&seg, "s3://b/p", Some("id1"), &file));
+        assert!(!status.archived_ahead(&seg, "s3://b/other", Some("id1"), &file));
+        // The archive at the prefix was wiped and started again (a new id),
+        // or nothing is known of it: the marker vouches for nothing.
+        assert!(!status.archived_ahead(&seg, "s3://b/p", Some("id2"), &file));
+        assert!(!status.archived_ahead(&seg, "s3://b/p", None, &file));
         std::fs::write(&file, b"segment bytes, changed").unwrap();
-        assert!(!status.archived_ahead(&seg, "s3://b/p", &file));
+        assert!(!status.archived_ahead(&seg, "s3://b/p", Some("id1"), &file));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -361,7 +391,12 @@ mod tests {
         let seg3 = name("000000010000000000000003");
         std::fs::write(status.wal_file(&seg3), b"x").unwrap();
         status
-            .record(&seg3, "p", content_of(&status.wal_file(&seg3)).unwrap())
+            .record(
+                &seg3,
+                "p",
+                "id",
+                content_of(&status.wal_file(&seg3)).unwrap(),
+            )
             .unwrap();
         let names = |v: Vec<WalFileName>| -> Vec<String> {
             v.iter().map(|n| n.as_str().to_string()).collect()

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use crate::backup::catalog::BackupRecord;
+use crate::backup::catalog::{BackupRecord, Reservation};
 use crate::timeline::{History, WalEntry, WalInventory, parse_segment};
 
 /// What retention needs to know of one backup.
@@ -25,6 +25,9 @@ pub struct BackupPoint {
     /// XLogSegNo of the start LSN.
     pub start_segno: u64,
     pub start_lsn: u64,
+    /// XLogSegNo of the last segment a restore of it needs (its stop LSN's);
+    /// `None` for a backup still running.
+    pub stop_segno: Option<u64>,
 }
 
 impl BackupPoint {
@@ -35,6 +38,19 @@ impl BackupPoint {
             timeline: record.timeline,
             start_segno: record.start_lsn() / size,
             start_lsn: record.start_lsn(),
+            stop_segno: Some(record.stop_lsn().saturating_sub(1) / size),
+        }
+    }
+
+    /// A backup-push in progress, from its reservation.
+    pub fn running(r: &Reservation) -> BackupPoint {
+        let size = u64::from(r.wal_segment_size.max(1));
+        BackupPoint {
+            name: r.name.clone(),
+            timeline: r.timeline,
+            start_segno: r.start_lsn() / size,
+            start_lsn: r.start_lsn(),
+            stop_segno: None,
         }
     }
 }
@@ -107,6 +123,9 @@ pub fn needed_by(
 /// What a delete removes, in the order it removes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
+    /// Backups being taken right now (a live reservation): their data and
+    /// every WAL file from their start stay.
+    pub running_kept: Vec<String>,
     /// Complete backups, oldest first.
     pub backups: Vec<String>,
     /// Interrupted backups' data (no record), older than every kept backup.
@@ -119,11 +138,13 @@ pub struct Plan {
     pub wal_kept: usize,
 }
 
-/// The plan for keeping `keep` and removing `delete`, given the archive's
-/// WAL, its parsed histories and the names of unfinished backups.
+/// The plan for keeping `keep` and removing `delete`, given the backups
+/// running now, the archive's WAL, its parsed histories and the names of
+/// unfinished backups that are not running.
 pub fn plan(
     keep: &[BackupPoint],
     delete: &[BackupPoint],
+    running: &[BackupPoint],
     unfinished: &[String],
     wal: &WalInventory,
     histories: &BTreeMap<u32, History>,
@@ -134,14 +155,18 @@ pub fn plan(
         .ok_or(RetentionError::EmptyKeepSet)?;
     let mut out = Plan {
         backups: delete.iter().map(|b| b.name.clone()).collect(),
+        running_kept: running.iter().map(|b| b.name.clone()).collect(),
         ..Plan::default()
     };
 
+    // A running backup needs its WAL as much as a kept one: a standby's
+    // backup can start before the newest complete backup did.
+    let needs: Vec<&BackupPoint> = keep.iter().chain(running).collect();
     let mut doomed: Vec<(u64, u32, &str)> = Vec::new();
     for (name, entry) in &wal.files {
         let needed = match entry.position() {
             None => true, // .history
-            Some((tl, segno)) => keep.iter().any(|b| needed_by(b, tl, segno, histories)),
+            Some((tl, segno)) => needs.iter().any(|b| needed_by(b, tl, segno, histories)),
         };
         if needed {
             out.wal_kept += 1;
@@ -167,6 +192,83 @@ pub fn plan(
         }
     }
     Ok(out)
+}
+
+/// A timeline whose WAL a plan would remove although it may be the WAL of a
+/// server that runs now and that no kept backup can restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineAtRisk {
+    pub timeline: u32,
+    /// (parent timeline, switch LSN) from its history file.
+    pub fork: Option<(u32, u64)>,
+    /// Its newest archived segment.
+    pub last_segno: u64,
+    /// How many of its files the plan removes.
+    pub removed: usize,
+}
+
+/// Timelines whose WAL the plan removes while they may be a running
+/// server's (the archive's newest timeline, or one with WAL archived after
+/// the newest kept backup finished: `recent`) and no kept or running backup
+/// can be recovered onto their end. This is what a server restored from an
+/// older backup and promoted into the same prefix looks like: deleting that
+/// backup and this WAL would leave the running server with nothing to
+/// restore from.
+pub fn timelines_at_risk(
+    plan: &Plan,
+    keep: &[BackupPoint],
+    running: &[BackupPoint],
+    wal: &WalInventory,
+    histories: &BTreeMap<u32, History>,
+    recent: &std::collections::BTreeSet<u32>,
+) -> Vec<TimelineAtRisk> {
+    let newest = wal.segments.keys().max().copied();
+    let mut removed: BTreeMap<u32, usize> = BTreeMap::new();
+    for name in &plan.wal {
+        if let Some((tl, _)) = WalEntry::classify(name, wal.segment_size).and_then(|e| e.position())
+        {
+            *removed.entry(tl).or_default() += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for (&tl, &count) in &removed {
+        let Some(&last) = wal.segments.get(&tl).and_then(|s| s.last()) else {
+            continue;
+        };
+        let live = Some(tl) == newest || recent.contains(&tl);
+        let reachable = keep
+            .iter()
+            .chain(running)
+            .any(|b| needed_by(b, tl, last, histories));
+        if live && !reachable {
+            out.push(TimelineAtRisk {
+                timeline: tl,
+                fork: histories.get(&tl).and_then(History::parent),
+                last_segno: last,
+                removed: count,
+            });
+        }
+    }
+    out
+}
+
+/// Kept backups whose own WAL (start to stop segment, on their timeline)
+/// is not all in the archive: they could not be restored, so deleting the
+/// backups older than them could leave nothing restorable. (name, missing
+/// segment numbers)
+pub fn kept_backups_missing_wal(
+    keep: &[BackupPoint],
+    wal: &WalInventory,
+) -> Vec<(String, Vec<u64>)> {
+    keep.iter()
+        .filter_map(|b| {
+            let stop = b.stop_segno?;
+            let missing: Vec<u64> = (b.start_segno..=stop.max(b.start_segno))
+                .filter(|&s| !wal.has_segment(b.timeline, s))
+                .collect();
+            (!missing.is_empty()).then(|| (b.name.clone(), missing))
+        })
+        .collect()
 }
 
 /// (timeline, segno) from `base_<segment>` or `base_<segment>_<n>`.
@@ -210,6 +312,7 @@ mod tests {
             timeline: tl,
             start_segno: lsn / u64::from(SEG),
             start_lsn: lsn,
+            stop_segno: Some(lsn / u64::from(SEG)),
         }
     }
 
@@ -233,7 +336,7 @@ mod tests {
         let old = point("base_000000010000000000000002", 1, 0x200_0028);
         let b2 = point("base_000000010000000000000005", 1, 0x500_0028);
         let b3 = point("base_000000010000000000000009", 1, 0x900_0060);
-        let p = plan(&[b2, b3], &[old], &[], &wal, &BTreeMap::new()).unwrap();
+        let p = plan(&[b2, b3], &[old], &[], &[], &wal, &BTreeMap::new()).unwrap();
         assert_eq!(p.backups, ["base_000000010000000000000002"]);
         // Oldest first; the removed backup's label goes with its segment.
         assert_eq!(
@@ -266,7 +369,7 @@ mod tests {
         let wal = inventory(&names);
         let h = histories(&[(2, "1\t0/8000100\tno recovery target specified\n")]);
         let b = point("base_000000010000000000000005", 1, 0x500_0028);
-        let p = plan(std::slice::from_ref(&b), &[], &[], &wal, &h).unwrap();
+        let p = plan(std::slice::from_ref(&b), &[], &[], &[], &wal, &h).unwrap();
         assert_eq!(p.wal, [seg(1, 1), seg(1, 2), seg(1, 3), seg(1, 4)]);
         for n in (8..=10).map(|n| seg(2, n)) {
             assert!(!p.wal.contains(&n), "{n} removed");
@@ -287,7 +390,7 @@ mod tests {
         let wal = inventory(&names);
         let h = histories(&[(2, "1\t0/3000000\tno recovery target specified\n")]);
         let b = point("base_000000010000000000000005", 1, 0x500_0028);
-        let p = plan(std::slice::from_ref(&b), &[], &[], &wal, &h).unwrap();
+        let p = plan(std::slice::from_ref(&b), &[], &[], &[], &wal, &h).unwrap();
         for n in (3..=6).map(|n| seg(2, n)) {
             assert!(p.wal.contains(&n), "{n} kept");
         }
@@ -299,7 +402,7 @@ mod tests {
         // A backup taken on timeline 2 keeps its own line and nothing of 1
         // after the fork it does not need.
         let b2 = point("base_000000020000000000000005", 2, 0x500_0100);
-        let p = plan(std::slice::from_ref(&b2), &[], &[], &wal, &h).unwrap();
+        let p = plan(std::slice::from_ref(&b2), &[], &[], &[], &wal, &h).unwrap();
         assert!(p.wal.contains(&seg(2, 4)));
         assert!(!p.wal.contains(&seg(2, 5)) && !p.wal.contains(&seg(2, 6)));
         assert!(
@@ -320,13 +423,13 @@ mod tests {
             (3, "1\t0/6000000\tx\n2\t0/7000000\ty\n"),
         ]);
         let b = point("b", 1, 0x500_0028);
-        let p = plan(&[b], &[], &[], &wal, &h).unwrap();
+        let p = plan(&[b], &[], &[], &[], &wal, &h).unwrap();
         assert_eq!(p.wal, (1..=4).map(|n| seg(1, n)).collect::<Vec<_>>());
         // A timeline without its history file is kept (unknown ancestry).
         names.push(seg(4, 2));
         let wal = inventory(&names);
         let b = point("b", 1, 0x100_0028);
-        let p = plan(&[b], &[], &[], &wal, &h).unwrap();
+        let p = plan(&[b], &[], &[], &[], &wal, &h).unwrap();
         assert!(!p.wal.contains(&seg(4, 2)));
     }
 
@@ -339,7 +442,7 @@ mod tests {
         ];
         let wal = inventory(&names);
         let b = point("b", 3, 0x900_0028);
-        let p = plan(&[b], &[], &[], &wal, &BTreeMap::new()).unwrap();
+        let p = plan(&[b], &[], &[], &[], &wal, &BTreeMap::new()).unwrap();
         assert_eq!(p.wal, [seg(1, 1)]);
         assert_eq!(p.wal_kept, 2);
     }
@@ -357,6 +460,7 @@ mod tests {
             &[point("new", 1, 0x600_0100)],
             &[point("old", 1, 0x200_0028)],
             &[],
+            &[],
             &wal,
             &BTreeMap::new(),
         )
@@ -370,7 +474,7 @@ mod tests {
     fn refuses_an_empty_keep_set() {
         let wal = inventory(&[seg(1, 1)]);
         assert_eq!(
-            plan(&[], &[point("a", 1, 0)], &[], &wal, &BTreeMap::new()),
+            plan(&[], &[point("a", 1, 0)], &[], &[], &wal, &BTreeMap::new()),
             Err(RetentionError::EmptyKeepSet)
         );
         assert_eq!(select_retain(3, 0), Err(RetentionError::EmptyKeepSet));
@@ -410,6 +514,7 @@ mod tests {
         let p = plan(
             &[point("k", 1, 0x500_0028)],
             &[],
+            &[],
             &unfinished,
             &wal,
             &BTreeMap::new(),
@@ -429,6 +534,137 @@ mod tests {
                 "base_000000020000000000000004",
                 "custom"
             ]
+        );
+    }
+
+    #[test]
+    fn a_running_standby_backup_keeps_its_wal_though_it_started_before_the_newest() {
+        // A standby's backup started in segment 3; the primary's newest
+        // complete backup started in 6. `retain 1` keeps only the primary's:
+        // without the reservation, segments 3..=5 would go.
+        let names: Vec<String> = (1..=9).map(|n| seg(1, n)).collect();
+        let wal = inventory(&names);
+        let kept = point("base_000000010000000000000006", 1, 0x600_0028);
+        let old = point("base_000000010000000000000002", 1, 0x200_0028);
+        let standby = point("base_000000010000000000000003", 1, 0x300_0028);
+        let p = plan(
+            std::slice::from_ref(&kept),
+            std::slice::from_ref(&old),
+            std::slice::from_ref(&standby),
+            &[],
+            &wal,
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(p.wal, [seg(1, 1), seg(1, 2)]);
+        assert_eq!(p.running_kept, ["base_000000010000000000000003"]);
+        assert!(p.unfinished.is_empty());
+    }
+
+    #[test]
+    fn the_wal_of_a_promoted_restore_of_an_older_backup_is_at_risk() {
+        // B1 (segment 2) and B2 (segment 6) on timeline 1. A server restored
+        // from B1, recovered to 0/4000000 and promoted, archives timeline 2
+        // into the same prefix up to segment 12. `retain 1` keeps B2, which
+        // cannot be recovered onto timeline 2 (it forked before B2 began).
+        let mut names: Vec<String> = (1..=8).map(|n| seg(1, n)).collect();
+        names.extend((4..=12).map(|n| seg(2, n)));
+        names.push("00000002.history".into());
+        let wal = inventory(&names);
+        let h = histories(&[(2, "1\t0/4000000\tbefore transaction 900\n")]);
+        let b1 = point("b1", 1, 0x200_0028);
+        let b2 = point("b2", 1, 0x600_0028);
+        let p = plan(
+            std::slice::from_ref(&b2),
+            std::slice::from_ref(&b1),
+            &[],
+            &[],
+            &wal,
+            &h,
+        )
+        .unwrap();
+        assert!(
+            p.wal.contains(&seg(2, 12)),
+            "the plan would remove timeline 2"
+        );
+        let risk = timelines_at_risk(
+            &p,
+            std::slice::from_ref(&b2),
+            &[],
+            &wal,
+            &h,
+            &Default::default(),
+        );
+        assert_eq!(
+            risk,
+            [TimelineAtRisk {
+                timeline: 2,
+                fork: Some((1, 0x400_0000)),
+                last_segno: 12,
+                removed: 9,
+            }]
+        );
+        // Ordinary retention on one timeline puts nothing at risk.
+        let linear = inventory(&(1..=8).map(|n| seg(1, n)).collect::<Vec<_>>());
+        let p = plan(
+            std::slice::from_ref(&b2),
+            std::slice::from_ref(&b1),
+            &[],
+            &[],
+            &linear,
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert!(!p.wal.is_empty());
+        assert!(
+            timelines_at_risk(
+                &p,
+                std::slice::from_ref(&b2),
+                &[],
+                &linear,
+                &BTreeMap::new(),
+                &Default::default()
+            )
+            .is_empty()
+        );
+        // Nor does an old timeline abandoned at a promotion before every kept backup.
+        let mut names: Vec<String> = (1..=4).map(|n| seg(1, n)).collect();
+        names.extend((4..=9).map(|n| seg(2, n)));
+        let wal = inventory(&names);
+        let h = histories(&[(2, "1\t0/4800000\tx\n")]);
+        let on2 = point("on2", 2, 0x600_0028);
+        let p = plan(std::slice::from_ref(&on2), &[], &[], &[], &wal, &h).unwrap();
+        assert!(p.wal.contains(&seg(1, 4)));
+        assert!(
+            timelines_at_risk(
+                &p,
+                std::slice::from_ref(&on2),
+                &[],
+                &wal,
+                &h,
+                &Default::default()
+            )
+            .is_empty()
+        );
+        // ... unless timeline 1 is still archived to after the kept backup
+        // finished: two servers write into this prefix.
+        let recent = [1u32].into_iter().collect();
+        let risk = timelines_at_risk(&p, std::slice::from_ref(&on2), &[], &wal, &h, &recent);
+        assert_eq!(risk.len(), 1);
+        assert_eq!(risk[0].timeline, 1);
+    }
+
+    #[test]
+    fn kept_backups_without_their_wal_are_named() {
+        let names: Vec<String> = [1, 2, 3, 5].iter().map(|&n| seg(1, n)).collect();
+        let wal = inventory(&names);
+        let mut whole = point("whole", 1, 0x200_0028);
+        whole.stop_segno = Some(3);
+        let mut holed = point("holed", 1, 0x300_0028);
+        holed.stop_segno = Some(5);
+        assert_eq!(
+            kept_backups_missing_wal(&[whole, holed], &wal),
+            [("holed".to_string(), vec![4])]
         );
     }
 

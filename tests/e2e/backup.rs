@@ -22,13 +22,13 @@ use walship_e2e::emulators::gcs::FakeGcs;
 use walship_e2e::emulators::swift::Swift;
 use walship_e2e::process::{is_root, postgres_ids};
 use walship_e2e::walship::walship_bin;
-use walship_e2e::{Cluster, Outcome, Scratch, WalshipArchive};
+use walship_e2e::{Cluster, Outcome, Scratch, WalshipArchive, by_hand};
 
 /// An archive on one backend, and the local server behind it (if any), kept
 /// running as long as the archive is used.
 struct Backend {
     archive: WalshipArchive,
-    _server: Option<Box<dyn std::any::Any>>,
+    _server: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 fn file(scratch: &Scratch) -> Backend {
@@ -80,6 +80,10 @@ macro_rules! backends {
             #[test]
             fn interrupted_push_is_never_listed_and_damage_is_refused() {
                 super::interrupted_and_damaged(super::$backend);
+            }
+            #[test]
+            fn ten_first_pushes_at_once_and_a_wiped_archive_starts_again() {
+                super::first_pushes_and_wipe(super::$backend);
             }
         }
     )*};
@@ -359,7 +363,7 @@ fn interrupted_and_damaged(backend: fn(&Scratch) -> Backend) {
         let volumes = b.archive.list("backups/");
         if volumes
             .iter()
-            .any(|k| k.contains('/') && k.matches('/').count() >= 2)
+            .any(|k| k.matches('/').count() >= 2 && !k.ends_with("/in_progress"))
         {
             break;
         }
@@ -488,4 +492,420 @@ fn push_refusals() {
     other.start();
     refused(&backup_push(&b, &other, None), &["another cluster"]);
     assert!(backup_names(&b).is_empty());
+}
+
+/// Ten processes push the first WAL files of an empty prefix at once: all
+/// succeed (whoever creates identity.toml first wins, the others read it).
+/// Then every object is deleted behind walship's back: the next push
+/// notices (it does not trust a cache of the old archive), creates the
+/// archive again and stores its file; so does a push of an old file.
+fn first_pushes_and_wipe(backend: fn(&Scratch) -> Backend) {
+    let scratch = Scratch::new("first-pushes");
+    let b = backend(&scratch);
+    let cluster = Cluster::with_finished_segments(&scratch, "pg", 11);
+    let segments = cluster.wal_segments();
+    assert!(segments.len() >= 11, "{segments:?}");
+    let outs: Vec<Outcome> = thread::scope(|s| {
+        let pushes: Vec<_> = segments[..10]
+            .iter()
+            .map(|name| s.spawn(|| by_hand::push(&b.archive, &cluster, name)))
+            .collect();
+        pushes.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    for out in &outs {
+        assert_ok(out, "a first push racing nine others");
+    }
+    for name in &segments[..10] {
+        assert_eq!(
+            by_hand::fetch(&b.archive, &cluster, &scratch, name),
+            by_hand::segment_bytes(&cluster, name),
+            "{name}"
+        );
+    }
+
+    // Wipe the archive with walship's own raw commands.
+    let keys = b.archive.list("");
+    assert!(keys.contains(&"identity.toml".to_string()), "{keys:?}");
+    assert_ok(&walship(&b).args(["st", "rm"]).args(&keys).run(), "st rm");
+    assert!(b.archive.list("").is_empty());
+
+    let new = &segments[10];
+    assert_ok(
+        &by_hand::push(&b.archive, &cluster, new),
+        "push into the wiped prefix",
+    );
+    assert_ok(
+        &by_hand::push(&b.archive, &cluster, &segments[0]),
+        "push of an old file again",
+    );
+    let keys = b.archive.list("");
+    assert!(
+        keys.contains(&"identity.toml".to_string()),
+        "the archive was created again: {keys:?}"
+    );
+    for name in [new, &segments[0]] {
+        assert_eq!(
+            by_hand::fetch(&b.archive, &cluster, &scratch, name),
+            by_hand::segment_bytes(&cluster, name),
+            "{name} is stored"
+        );
+    }
+}
+
+/// Names of the restorable backups, each restored and recovered to the end,
+/// must show `expected`.
+fn assert_every_listed_backup_restores(
+    scratch: &Scratch,
+    b: &Backend,
+    ts: &Path,
+    expected: &Snapshot,
+) -> Vec<String> {
+    let names = backup_names(b);
+    for (i, name) in names.iter().enumerate() {
+        let c = restore(scratch, b, &format!("each-{i}"), name, ts, None);
+        assert_eq!(&Snapshot::read(&c), expected, "restored {name}");
+        c.stop();
+    }
+    names
+}
+
+/// Two backup-push runs started together on an idle cluster start in the
+/// same segment: each must get a name of its own (a create-only
+/// reservation), so neither overwrites the other's volumes nor deletes them
+/// when it fails; every backup listed afterwards restores exactly.
+#[test]
+fn two_pushes_started_together_never_clobber_each_other() {
+    let scratch = Scratch::new("backup-twins");
+    let b = file(&scratch);
+    let (primary, ts) = primary(&scratch, &b, 2);
+    primary.psql("insert into markers (label) values ('idle')");
+    let last = primary.switch_wal();
+    primary.wait_archived(&last, Duration::from_secs(120));
+    let expected = Snapshot::read(&primary);
+    let (x, y) = thread::scope(|s| {
+        let x = s.spawn(|| backup_push(&b, &primary, Some(1 << 20)));
+        let y = s.spawn(|| backup_push(&b, &primary, Some(1 << 20)));
+        (x.join().unwrap(), y.join().unwrap())
+    });
+    assert_ok(&x, "the first of two concurrent backup-push runs");
+    assert_ok(&y, "the second of two concurrent backup-push runs");
+    let (nx, ny) = (x.stdout.trim(), y.stdout.trim());
+    assert_ne!(nx, ny, "two backups, two names");
+    primary.stop();
+    let names = assert_every_listed_backup_restores(&scratch, &b, &ts, &expected);
+    assert_eq!(names.len(), 2, "{names:?}");
+    // Nothing but the two backups' records and volumes is left under backups/.
+    for k in b.archive.list("backups/") {
+        assert!(
+            names.iter().any(|n| k.starts_with(&format!("backups/{n}"))),
+            "leftover {k}"
+        );
+        assert!(
+            !k.ends_with("/in_progress"),
+            "a finished backup keeps no reservation: {k}"
+        );
+    }
+}
+
+/// archive_command points at another prefix: pg_backup_stop's wait for the
+/// WAL passes, but that WAL is not in the archive the backup goes to. The
+/// backup must fail naming the missing WAL, write no record, leave nothing.
+#[test]
+fn a_backup_whose_wal_went_elsewhere_gets_no_record() {
+    let scratch = Scratch::new("backup-elsewhere");
+    let here = file(&scratch);
+    let elsewhere = WalshipArchive::file(&scratch, "elsewhere");
+    // The archive at `here` is this cluster's (identity.toml, first WAL)...
+    let (mut primary, _ts) = primary(&scratch, &here, 1);
+    let seg = primary.switch_wal();
+    primary.wait_archived(&seg, Duration::from_secs(120));
+    // ... then archive_command is changed to another prefix.
+    primary.archive_to(&elsewhere, "on");
+    primary.psql("select pg_reload_conf()");
+    thread::sleep(Duration::from_secs(1));
+    let seg = primary.switch_wal();
+    primary.wait_archived(&seg, Duration::from_secs(120));
+    assert!(
+        elsewhere.list("wal/").iter().any(|k| k.ends_with(&seg)),
+        "the switch took effect"
+    );
+
+    let out = backup_push(&here, &primary, None);
+    assert_eq!(out.exit_code(), 1, "{out}");
+    assert_eq!(out.stderr_lines().len(), 1, "one line:\n{out}");
+    assert!(
+        out.stderr.contains("not in this archive") && out.stderr.contains("no record"),
+        "names what is missing:\n{out}"
+    );
+    assert!(backup_names(&here).is_empty(), "no record written");
+    assert!(
+        here.archive.list("backups/").is_empty(),
+        "a failed backup leaves nothing: {:?}",
+        here.archive.list("backups/")
+    );
+    primary.stop();
+}
+
+/// Server-wide timeouts that would end an idle or long-waiting session
+/// (idle_session_timeout, statement_timeout) are off for backup-push's own
+/// session: the copy leaves it idle for seconds.
+#[test]
+fn server_timeouts_do_not_end_the_backup_session() {
+    let scratch = Scratch::new("backup-timeouts");
+    let b = file(&scratch);
+    let (mut primary, ts) = primary(&scratch, &b, 5);
+    let expected = Snapshot::read(&primary);
+    // In the harness's settings file (not ALTER SYSTEM, which the backup
+    // would carry into the restored copy).
+    for t in [
+        "idle_session_timeout",
+        "statement_timeout",
+        "idle_in_transaction_session_timeout",
+        "lock_timeout",
+    ] {
+        primary.set(t, "300ms");
+    }
+    primary.psql("select pg_reload_conf()");
+    thread::sleep(Duration::from_millis(500));
+    // Small volumes, one at a time: the copy takes seconds.
+    let out = walship(&b)
+        .arg("backup-push")
+        .arg(primary.data_dir())
+        .env("WALSHIP_VOLUME_SIZE", (1u64 << 20).to_string())
+        .env("WALSHIP_UPLOAD_CONCURRENCY", "1")
+        .run();
+    assert_ok(&out, "backup-push under 300 ms server timeouts");
+    let name = out.stdout.trim().to_string();
+    primary.stop();
+    let c = restore(&scratch, &b, "timeouts", &name, &ts, None);
+    assert_eq!(Snapshot::read(&c), expected);
+    c.stop();
+}
+
+/// backup-push as a child of this process (as `postgres`) with its output
+/// in `log`, to be paused, resumed and waited for.
+fn spawn_push_logged(
+    b: &Backend,
+    cluster: &Cluster,
+    env: &[(&str, &str)],
+    log: &Path,
+) -> std::process::Child {
+    let mut cmd = Command::new(walship_bin());
+    let out = fs::File::create(log).expect("create log");
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(b.archive.settings())
+        .envs(env.iter().copied())
+        .arg("backup-push")
+        .arg(cluster.data_dir())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    if is_root() {
+        let (uid, gid) = postgres_ids();
+        cmd.uid(uid).gid(gid);
+    }
+    cmd.spawn().expect("start backup-push")
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig}");
+}
+
+/// What bt_index_check (with heapallindexed) says of every pgbench index:
+/// the number checked; a corrupt one fails the query.
+fn amcheck_pgbench(c: &Cluster) -> i64 {
+    c.psql_i64(
+        "select count(*) from (select bt_index_check(c.oid, true) from pg_index i \
+         join pg_class c on c.oid = i.indexrelid join pg_am am on am.oid = c.relam \
+         where am.amname = 'btree' and c.relname like 'pgbench%') checked",
+    )
+}
+
+/// A base backup of a streaming standby, taken while pgbench writes on the
+/// primary. PostgreSQL takes such a backup's end from the copied
+/// pg_control, so walship copies it last, alone in the last volume. While
+/// the standby's backup runs, a newer backup of the primary completes and
+/// `delete retain 1 --confirm` runs: the running backup (older than the
+/// newest complete one) keeps its volumes and its WAL. Restored with
+/// recovery_target = 'immediate', amcheck finds every pgbench index clean.
+#[test]
+fn standby_backup_under_pgbench_is_consistent_and_visible_to_delete() {
+    let scratch = Scratch::new("backup-standby");
+    let b = file(&scratch);
+    let (mut primary, ts) = primary(&scratch, &b, 5);
+    primary.set("wal_keep_size", "1GB");
+    primary.psql("select pg_reload_conf()");
+    primary.psql("create extension amcheck");
+    let old = backup_push(&b, &primary, None);
+    assert_ok(&old, "the first primary backup");
+    let old = old.stdout.trim().to_string();
+
+    let standby_ts = scratch.postgres_dir("standby-ts", 0o700).join("ts");
+    let base = primary.basebackup(
+        "standby-base",
+        &[
+            "--write-recovery-conf",
+            "--wal-method=stream",
+            &format!(
+                "--tablespace-mapping={}={}",
+                ts.display(),
+                standby_ts.display()
+            ),
+        ],
+    );
+    let mut standby = Cluster::from_backup(&scratch, "standby", &base);
+    standby.archive_to(&b.archive, "always");
+    standby.start();
+    primary.wait_for(
+        "the standby to stream",
+        Duration::from_secs(120),
+        |p| match p.psql_i64("select count(*) from pg_stat_replication where state = 'streaming'") {
+            1 => Ok(()),
+            n => Err(format!("{n} streaming")),
+        },
+    );
+
+    let log = scratch.path().join("standby-backup.log");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (standby_push, newest, deleted) = thread::scope(|s| {
+        // pgbench, and WAL switches so the standby's last segment gets
+        // archived (pg_backup_stop on a standby waits for it).
+        let writer = s.spawn(|| primary.pgbench(&["-n", "-c", "2", "-T", "30"]));
+        let switcher = s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = primary.try_psql("select pg_switch_wal()");
+                thread::sleep(Duration::from_secs(1));
+            }
+        });
+        thread::sleep(Duration::from_secs(2));
+        let mut child = spawn_push_logged(
+            &b,
+            &standby,
+            &[
+                ("WALSHIP_COMPRESSION", "none"),
+                ("WALSHIP_VOLUME_SIZE", "4194304"),
+                ("WALSHIP_UPLOAD_CONCURRENCY", "1"),
+            ],
+            &log,
+        );
+        // Pause it once it has reserved its name and is copying.
+        let started = Instant::now();
+        let running = loop {
+            let keys = b.archive.list("backups/");
+            if let Some(k) = keys.iter().find(|k| k.ends_with("/in_progress")) {
+                if keys.iter().any(|v| {
+                    v.ends_with(".tar") && v.starts_with(&k[..k.len() - "in_progress".len()])
+                }) {
+                    break k["backups/".len()..k.len() - "/in_progress".len()].to_string();
+                }
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{}",
+                fs::read_to_string(&log).unwrap()
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "no reservation appeared"
+            );
+            thread::sleep(Duration::from_millis(20));
+        };
+        signal(&child, "STOP");
+        let newest = backup_push(&b, &primary, None);
+        assert_ok(&newest, "a primary backup while the standby's runs");
+        let deleted = walship(&b)
+            .args(["delete", "retain", "1", "--confirm"])
+            .run();
+        signal(&child, "CONT");
+        let status = child.wait().unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
+        switcher.join().unwrap();
+        let out = fs::read_to_string(&log).unwrap();
+        assert!(status.success(), "the standby's backup-push failed:\n{out}");
+        assert!(
+            out.lines().any(|l| l == running),
+            "printed its name:\n{out}"
+        );
+        (running, newest.stdout.trim().to_string(), deleted)
+    });
+    assert_ok(&deleted, "delete retain 1 while a backup runs");
+    println!("{}", deleted.stdout);
+    assert!(
+        deleted
+            .stdout
+            .contains(&format!("running backup {standby_push}")),
+        "the dry run says why the running backup's WAL stays:\n{deleted}"
+    );
+    let mut names = backup_names(&b);
+    names.sort();
+    let mut expected = vec![standby_push.clone(), newest.clone()];
+    expected.sort();
+    assert_eq!(names, expected, "only {old} was deleted");
+
+    // pg_control alone in the last volume (no compression: plain tar).
+    let volumes: Vec<String> = b
+        .archive
+        .list(&format!("backups/{standby_push}/"))
+        .into_iter()
+        .filter(|k| k.ends_with(".tar"))
+        .collect();
+    let last = volumes.last().expect("volumes");
+    let listing = Command::new("tar")
+        .arg("-tf")
+        .arg(b.archive.object_path(last))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listing.stdout).trim(),
+        "global/pg_control",
+        "the last volume {last} holds pg_control alone"
+    );
+    for v in &volumes[..volumes.len() - 1] {
+        let l = Command::new("tar")
+            .arg("-tf")
+            .arg(b.archive.object_path(v))
+            .output()
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&l.stdout).contains("global/pg_control"),
+            "{v}"
+        );
+    }
+    standby.stop();
+    primary.stop();
+
+    // Restored to its consistency point: every index agrees with its table.
+    let fetched = scratch.postgres_dir("standby-fetched", 0o700);
+    let restored_ts = scratch
+        .postgres_dir("standby-restored-ts", 0o700)
+        .join("ts");
+    let out = walship(&b)
+        .arg("backup-fetch")
+        .arg(&fetched)
+        .arg(&standby_push)
+        .arg("--tablespace-mapping")
+        .arg(format!(
+            "{}={}",
+            standby_ts.display(),
+            restored_ts.display()
+        ))
+        .run();
+    assert_ok(&out, "backup-fetch of the standby's backup");
+    let mut c = Cluster::from_backup(&scratch, "standby-restored", &fetched);
+    c.restore_from(&b.archive)
+        .set("recovery_target", "immediate")
+        .set("recovery_target_action", "promote");
+    c.touch("recovery.signal");
+    c.start();
+    c.wait_out_of_recovery();
+    assert_eq!(amcheck_pgbench(&c), 3, "pgbench's three indexes checked");
+    c.stop();
 }

@@ -408,3 +408,96 @@ fn a_branch_taken_by_a_kept_backup_stays() {
     assert_eq!(fingerprint(&c), at_end);
     c.stop();
 }
+
+/// A server restored from an older backup, recovered to a point before the
+/// newest backup and promoted into the same prefix, archives timeline 2.
+/// `delete retain 1` would keep only the newest backup (on timeline 1, which
+/// cannot be recovered onto timeline 2), delete the one the running server
+/// came from, and every WAL file of timeline 2: refused, naming the
+/// timeline and its fork point, and nothing is deleted; `--force` deletes.
+/// A kept backup whose own WAL is missing is refused the same way.
+#[test]
+fn the_wal_of_a_promoted_restore_is_not_deleted_without_force() {
+    let scratch = Scratch::new("retention-promoted");
+    let archive = WalshipArchive::file(&scratch, "archive");
+    let mut primary = Cluster::init(&scratch, "primary");
+    primary.archive_to(&archive, "on");
+    primary.start();
+    primary.pgbench(&["-i", "-s", "1", "-q"]);
+    primary.psql("create table marks (id int, batch int)");
+    work(&primary, 1, 2);
+    let old = backup_push(&archive, &primary);
+    work(&primary, 2, 2);
+    thread::sleep(Duration::from_millis(1100));
+    let target = primary.psql("select now()");
+    thread::sleep(Duration::from_millis(1100));
+    work(&primary, 3, 2);
+    let newest = backup_push(&archive, &primary);
+    let last = work(&primary, 4, 2);
+    primary.wait_archived(&last, Duration::from_secs(300));
+    primary.stop();
+
+    // The old backup, restored to before the newest began, promoted and
+    // archiving into the same prefix.
+    let fetched = scratch.postgres_dir("fetched-old", 0o700);
+    archive
+        .walship()
+        .arg("backup-fetch")
+        .arg(&fetched)
+        .arg(&old)
+        .run()
+        .ok();
+    let mut server = Cluster::from_backup(&scratch, "promoted", &fetched);
+    server
+        .restore_from(&archive)
+        .archive_to(&archive, "on")
+        .set("recovery_target_time", &target)
+        .set("recovery_target_action", "promote");
+    server.touch("recovery.signal");
+    server.start();
+    server.wait_out_of_recovery();
+    let last = work(&server, 5, 3);
+    server.wait_archived(&last, Duration::from_secs(300));
+    assert!(timeline_of(&last) == 2, "{last}");
+
+    let before = all_keys(&archive);
+    let out = archive
+        .walship()
+        .args(["delete", "retain", "1", "--confirm"])
+        .run();
+    println!("{out}");
+    assert_eq!(out.exit_code(), 1, "refused:\n{out}");
+    let why = out.stderr.trim();
+    assert_eq!(out.stderr_lines().len(), 1, "one line:\n{out}");
+    for words in [
+        "timeline 2",
+        "forked from timeline 1",
+        "--force",
+        &newest,
+        &old,
+    ] {
+        assert!(why.contains(words), "mentions {words:?}: {why}");
+    }
+    assert_eq!(all_keys(&archive), before, "nothing deleted");
+
+    let out = archive
+        .walship()
+        .args(["delete", "retain", "1", "--confirm", "--force"])
+        .run();
+    assert!(out.success(), "--force deletes:\n{out}");
+    assert!(records(&archive).len() == 1 && records(&archive).contains(&newest));
+    server.stop();
+
+    // The kept backup loses one of its own WAL files: a delete is refused.
+    let own = wal_keys(&archive)
+        .into_iter()
+        .find(|k| timeline_of(k) == 1 && segno(k) == segno(start_segment(&newest)))
+        .expect("the newest backup's first segment");
+    archive.walship().args(["st", "rm", &own]).run().ok();
+    let out = archive.walship().args(["delete", "retain", "1"]).run();
+    assert_eq!(out.exit_code(), 1, "{out}");
+    assert!(
+        out.stderr.contains(&newest) && out.stderr.contains("missing"),
+        "{out}"
+    );
+}

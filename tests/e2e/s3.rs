@@ -537,3 +537,59 @@ fn stand_ins_start_and_stop() {
         "s3s-fs still listens on {port} after drop"
     );
 }
+
+/// Restores through a flaky network: a proxy in front of s3s-fs answers a
+/// quarter of the connections with 503 or drops them, stalls some, and cuts
+/// every other one after a random number of response bytes (bodies that end
+/// early). Outside standby mode a wal-fetch that gives up ends recovery
+/// (exit 126 by design), so transient faults must be retried until the
+/// command's deadline: two full recoveries must both reach the end, with
+/// faults seen on the way.
+#[test]
+fn recovery_survives_a_flaky_network() {
+    use walship_e2e::fault_proxy::FaultProxy;
+    let scratch = Scratch::new("s3-flaky");
+    let s3 = S3sFs::start(&scratch);
+    let archive = s3.archive(&scratch, "flaky/cluster");
+    let mut primary = Cluster::init(&scratch, "primary");
+    primary.archive_to(&archive, "on");
+    primary.start();
+    primary.pgbench(&["-i", "-s", "1", "-q"]);
+    let backup = primary.basebackup("base", &["--wal-method=none"]);
+    let mut last = String::new();
+    for _ in 0..12 {
+        primary.pgbench(&["-n", "-c", "2", "-t", "100"]);
+        last = primary.switch_wal();
+    }
+    let expected = primary.psql("select count(*), sum(delta) from pgbench_history");
+    primary.wait_archived(&last, Duration::from_secs(300));
+    primary.stop();
+
+    let proxy = FaultProxy::start(
+        format!("127.0.0.1:{}", s3.port()).parse().unwrap(),
+        25,
+        4 << 20,
+    );
+    let flaky = archive
+        .clone()
+        .with_env("AWS_ENDPOINT_URL", proxy.endpoint());
+    for round in 1..=2 {
+        let mut c = Cluster::from_backup(&scratch, &format!("restored-{round}"), &backup);
+        c.restore_from(&flaky);
+        c.touch("recovery.signal");
+        c.start();
+        c.wait_out_of_recovery();
+        assert_eq!(
+            c.psql("select count(*), sum(delta) from pgbench_history"),
+            expected,
+            "round {round}: recovery ended early"
+        );
+        c.stop();
+    }
+    let counts = &proxy.counts;
+    println!("fault proxy: {counts:?}");
+    assert!(
+        counts.faults() >= 10,
+        "the proxy should have injected faults: {counts:?}"
+    );
+}

@@ -576,3 +576,66 @@ fn every_compression_method_round_trips() {
     }
     let _ = fs::remove_file(s.data().join(RECOVERYXLOG));
 }
+
+/// stderr that cannot be written (PostgreSQL's log on a full disk) must not
+/// change what PostgreSQL is told: a failing wal-fetch outside standby mode
+/// still exits 126 (std's eprintln! panicked, and a panic's 101 reads as
+/// "not in the archive", which ends recovery early), and a wal-push that
+/// stored its segment still exits 0 however much it wanted to log.
+#[test]
+fn unwritable_stderr_never_changes_the_exit_code() {
+    let s = Setup::new("dev-full");
+    let in_data_dir = |walship: Walship, args: &str| {
+        let line = walship.shell_command(args);
+        walship_e2e::Run::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "cd {} && {line} 2>/dev/full",
+                walship_e2e::process::shell_quote(&s.data().to_string_lossy())
+            ))
+            .as_postgres()
+            .timeout(std::time::Duration::from_secs(120))
+            .run()
+    };
+
+    // Unreachable storage: an S3 endpoint on a port nobody listens on. The
+    // plugin's connection errors are retried (each retry logs a warning)
+    // until the deadline.
+    let closed_port = walship_e2e::pg::free_port();
+    let unreachable = Walship::new()
+        .env("WALSHIP_PREFIX", "s3://bucket/archive")
+        .env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{closed_port}"),
+        )
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_S3_FORCE_PATH_STYLE", "true")
+        .env("WALSHIP_TIMEOUT", "5")
+        .env("WALSHIP_LOG_LEVEL", "debug");
+    let out = in_data_dir(
+        unreachable,
+        &format!("wal-fetch {} {RECOVERYXLOG}", s.segments[0]),
+    );
+    assert_eq!(
+        out.exit_code(),
+        126,
+        "wal-fetch with stderr on /dev/full:\n{out}"
+    );
+    assert!(!s.data().join(RECOVERYXLOG).exists());
+
+    // A push that succeeds while every log line fails to be written.
+    let pusher = s.archive.walship().env("WALSHIP_LOG_LEVEL", "debug");
+    let out = in_data_dir(pusher, &format!("wal-push pg_wal/{}", s.segments[0]));
+    assert_eq!(
+        out.exit_code(),
+        0,
+        "wal-push with stderr on /dev/full:\n{out}"
+    );
+    let fetched = s.fetch(&s.segments[0]);
+    assert!(
+        fetched.success(),
+        "the pushed segment is stored:\n{fetched}"
+    );
+}

@@ -37,6 +37,7 @@
 pub mod archive;
 pub mod by_hand;
 pub mod emulators;
+pub mod fault_proxy;
 pub mod pg;
 pub mod pitr;
 pub mod process;

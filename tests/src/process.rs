@@ -172,6 +172,36 @@ impl Run {
         self
     }
 
+    /// Starts the command without waiting, its stdout and stderr appended
+    /// to `log`, for a test to pause, kill or wait for. As `postgres` it
+    /// runs under that uid directly (not through runuser), so a signal to
+    /// the child reaches the program itself; its environment is only PATH
+    /// and what was set with [`Run::env`].
+    pub fn spawn(&self, log: &Path) -> std::process::Child {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("clone log"))
+            .stderr(out);
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        if self.run_as == RunAs::Postgres && is_root() {
+            let (uid, gid) = postgres_ids();
+            cmd.uid(uid).gid(gid);
+        }
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", self.describe()))
+    }
+
     /// The command as a shell line, for logs and for reproducing by hand.
     pub fn describe(&self) -> String {
         let mut line = String::new();

@@ -225,6 +225,11 @@ impl Walship {
         self.run.run()
     }
 
+    /// Starts walship without waiting (see [`Run::spawn`]).
+    pub fn spawn(&self, log: &Path) -> std::process::Child {
+        self.run.spawn(log)
+    }
+
     /// This command as a shell line (environment assignments, binary,
     /// arguments, then `extra` verbatim) for `archive_command` and
     /// `restore_command`. The working directory and user are PostgreSQL's.

@@ -8,6 +8,14 @@
 //! The record's existence is what makes a backup complete: a backup-push
 //! that dies half-way leaves volumes without a record, which is never listed
 //! nor restored (`list_unfinished` finds them for retention).
+//!
+//! A running backup-push owns its name through `backups/<name>/in_progress`
+//! (walship's object format over JSON), written create-only as its first
+//! act after `pg_backup_start`: two runs that start in the same segment can
+//! never share a name, and so never write into each other's volumes nor
+//! delete them when one fails. The object says where the backup's WAL
+//! starts and carries a heartbeat the run refreshes, so `delete` keeps that
+//! WAL and those volumes while the run is alive (`Reservation::is_running`).
 
 use std::time::SystemTime;
 
@@ -24,6 +32,16 @@ pub const RECORD_FORMAT: &str = "walship-backup";
 pub const RECORD_VERSION: u32 = 1;
 /// What `backup-fetch` and retention accept in place of a name.
 pub const LATEST: &str = "LATEST";
+/// Under a backup's data prefix: the reservation of a running backup-push.
+pub const IN_PROGRESS: &str = "in_progress";
+pub const IN_PROGRESS_FORMAT: &str = "walship-backup-in-progress";
+/// How often a running backup-push refreshes its reservation's heartbeat.
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// A reservation whose heartbeat is older than this belongs to a run that
+/// died (killed, its machine gone). Generous: clocks of the machine that
+/// deletes and the one that backs up may differ, and a run that was only
+/// paused still checks its WAL before it writes its record.
+pub const HEARTBEAT_STALE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Everything known about one complete backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +99,71 @@ pub struct TablespaceRecord {
     pub oid: u32,
     /// Where the tablespace lived (the target of `pg_tblspc/<oid>`).
     pub location: String,
+}
+
+/// A running (or dead, if its heartbeat is stale) backup-push's claim on a
+/// name, and what retention must keep for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub format: String,
+    pub name: String,
+    /// Random per run: tells this run's reservation from another's on a
+    /// store that cannot refuse an overwrite atomically.
+    pub run_id: String,
+    pub timeline: u32,
+    pub start_lsn: String,
+    pub start_wal: String,
+    pub wal_segment_size: u32,
+    pub start_time: String,
+    /// RFC 3339; refreshed every `HEARTBEAT_EVERY` while the run is alive.
+    pub heartbeat_time: String,
+    /// Taken on a standby: its start can be older than the newest backup.
+    pub from_standby: bool,
+    pub created_by: String,
+}
+
+impl Reservation {
+    pub fn start_lsn(&self) -> u64 {
+        parse_lsn(&self.start_lsn).unwrap_or(0)
+    }
+
+    /// Alive at `now`: the heartbeat is recent (or from a clock ahead of ours).
+    pub fn is_running(&self, now: SystemTime) -> bool {
+        parse_time(&self.heartbeat_time).is_some_and(|beat| {
+            now.duration_since(beat)
+                .map_or(true, |age| age < HEARTBEAT_STALE)
+        })
+    }
+
+    pub fn key(&self) -> Key {
+        reservation_key(&self.name)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let json = serde_json::to_vec_pretty(self).expect("a reservation always serializes");
+        object_format::encode(&json, Compression::None).0
+    }
+
+    pub fn decode(key: &str, object: Vec<u8>) -> Result<Self, BackupError> {
+        let damaged = |why: String| BackupError::DamagedRecord {
+            key: key.to_string(),
+            why,
+        };
+        let json = object_format::decode(object).map_err(|e| damaged(e.to_string()))?;
+        let r: Reservation = serde_json::from_slice(&json).map_err(|e| damaged(e.to_string()))?;
+        if r.format != IN_PROGRESS_FORMAT {
+            return Err(damaged(format!("format is {:?}", r.format)));
+        }
+        check_name(&r.name).map_err(|e| damaged(e.to_string()))?;
+        WalFileName::parse(&r.start_wal).map_err(|e| damaged(format!("start_wal: {e}")))?;
+        parse_lsn(&r.start_lsn).ok_or_else(|| damaged("start_lsn is not an LSN".into()))?;
+        Ok(r)
+    }
+}
+
+/// `backups/<name>/in_progress`.
+pub fn reservation_key(name: &str) -> Key {
+    Key::new(format!("{}{IN_PROGRESS}", data_prefix(name))).expect("checked backup names")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,27 +285,101 @@ pub fn check_name(name: &str) -> Result<(), BackupError> {
     }
 }
 
+/// Reserves the first free name for a backup starting in `start_wal`
+/// (`base_<segment>`, then `_2`, `_3`, ...) by writing `template` (its name
+/// filled in) create-only. A name with a record or any data is skipped; a
+/// name another run reserved first is skipped. Where the store cannot
+/// refuse an overwrite atomically, the reservation is read back: another
+/// run's id there means that run won.
+pub async fn reserve<S: ObjectStore>(
+    store: &mut S,
+    template: &Reservation,
+) -> Result<Reservation, BackupError> {
+    const MAX_TRIES: u32 = 1000;
+    let base = base_name(&template.start_wal);
+    let (records, data) = scan(store).await?;
+    let taken = |n: &str| records.iter().chain(&data).any(|t| t == n);
+    let atomic = store.info().features.atomic_create_only;
+    for n in 1..=MAX_TRIES {
+        let name = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}_{n}")
+        };
+        if taken(&name) {
+            continue;
+        }
+        let mine = Reservation {
+            name: name.clone(),
+            ..template.clone()
+        };
+        let key = mine.key();
+        match store
+            .put(&key, &mine.encode(), &PutOptions::create_only())
+            .await
+        {
+            Ok(_) if atomic => return Ok(mine),
+            Ok(_) | Err(StorageError::AlreadyExists(_)) => {
+                // Ours (a retried put whose first answer was lost, or a store
+                // that may have let a racing writer through), or another's?
+                match read_reservation(store, &name).await {
+                    Ok(Some(r)) if r.run_id == mine.run_id => return Ok(mine),
+                    Ok(_) | Err(BackupError::DamagedRecord { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(storage("put", key.as_str())(e)),
+        }
+    }
+    Err(BackupError::InvalidName(format!(
+        "{base}_{MAX_TRIES} (no free name left)"
+    )))
+}
+
+/// Refreshes the heartbeat of a reservation this run holds.
+pub async fn heartbeat<S: ObjectStore>(
+    store: &mut S,
+    reservation: &mut Reservation,
+    now: SystemTime,
+) -> Result<(), BackupError> {
+    reservation.heartbeat_time = format_time(now);
+    let key = reservation.key();
+    store
+        .put(&key, &reservation.encode(), &PutOptions::overwrite())
+        .await
+        .map(|_| ())
+        .map_err(storage("put", key.as_str()))
+}
+
+/// The reservation under `name`, if there is one.
+pub async fn read_reservation<S: ObjectStore>(
+    store: &mut S,
+    name: &str,
+) -> Result<Option<Reservation>, BackupError> {
+    read_verified(store, &reservation_key(name), Reservation::decode).await
+}
+
+/// Backups without a record: each with its reservation, when it has a
+/// readable one (a run in progress, or one that died), else `None` (an
+/// interrupted run of an older walship, or a damaged reservation).
+pub async fn list_unfinished_with_reservations<S: ObjectStore>(
+    store: &mut S,
+) -> Result<Vec<(String, Option<Reservation>)>, BackupError> {
+    let mut out = Vec::new();
+    for name in list_unfinished(store).await? {
+        let reservation = match read_reservation(store, &name).await {
+            Ok(r) => r,
+            Err(BackupError::DamagedRecord { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        out.push((name, reservation));
+    }
+    Ok(out)
+}
+
 /// WAL-G's name for a backup starting in `start_wal`.
 pub fn base_name(start_wal: &str) -> String {
     format!("base_{start_wal}")
-}
-
-/// The name a new backup starting in `start_wal` gets: `base_<segment>`, or
-/// with `_2`, `_3`, ... appended when that record or data prefix exists.
-pub async fn free_name<S: ObjectStore>(
-    store: &mut S,
-    start_wal: &str,
-) -> Result<String, BackupError> {
-    let base = base_name(start_wal);
-    let (records, data) = scan(store).await?;
-    let taken = |n: &str| records.iter().chain(&data).any(|t| t == n);
-    let mut name = base.clone();
-    let mut n = 2;
-    while taken(&name) {
-        name = format!("{base}_{n}");
-        n += 1;
-    }
-    Ok(name)
 }
 
 /// Names with a record, and names with data objects, under `backups/`.
@@ -320,12 +477,9 @@ pub async fn read_backup<S: ObjectStore>(
 ) -> Result<BackupRecord, BackupError> {
     check_name(name)?;
     let key = record_key(name);
-    let bytes = match store.get(&key, None).await {
-        Ok((_, bytes)) => bytes,
-        Err(StorageError::NotFound(_)) => return Err(BackupError::NotFound(name.to_string())),
-        Err(e) => return Err(storage("get", key.as_str())(e)),
-    };
-    let record = BackupRecord::decode(key.as_str(), bytes)?;
+    let record = read_verified(store, &key, BackupRecord::decode)
+        .await?
+        .ok_or_else(|| BackupError::NotFound(name.to_string()))?;
     if record.name != name {
         return Err(BackupError::DamagedRecord {
             key: key.to_string(),
@@ -333,6 +487,34 @@ pub async fn read_backup<S: ObjectStore>(
         });
     }
     Ok(record)
+}
+
+/// Reads a small checksummed object and decodes it (`None`: not there). A
+/// read that fails verification is read again before the object is called
+/// damaged: a byte flipped in transit must not fail a restore or a delete.
+async fn read_verified<S: ObjectStore, T>(
+    store: &mut S,
+    key: &Key,
+    decode: impl Fn(&str, Vec<u8>) -> Result<T, BackupError>,
+) -> Result<Option<T>, BackupError> {
+    const READS: u32 = 3;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let bytes = match store.get(key, None).await {
+            Ok((_, bytes)) => bytes,
+            Err(StorageError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(storage("get", key.as_str())(e)),
+        };
+        match decode(key.as_str(), bytes) {
+            Ok(v) => return Ok(Some(v)),
+            Err(e @ BackupError::DamagedRecord { .. }) if attempt >= READS => return Err(e),
+            Err(BackupError::DamagedRecord { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Resolves `LATEST` (the complete backup that finished last) or checks a name.
@@ -383,6 +565,25 @@ pub async fn delete_backup<S: ObjectStore>(store: &mut S, name: &str) -> Result<
         .map(|o| Key::new(o.key.clone()).map_err(storage("delete", &o.key)))
         .collect::<Result<Vec<_>, _>>()?;
     delete_keys(store, &keys).await
+}
+
+/// Removes what a failed run uploaded under the name it reserved: the
+/// volumes first, the reservation last, so that the name is never free for
+/// another run while keys of this one are still being deleted.
+pub async fn release<S: ObjectStore>(store: &mut S, name: &str) -> Result<(), BackupError> {
+    check_name(name)?;
+    let prefix = data_prefix(name);
+    let reservation = reservation_key(name);
+    let (objects, _) = transfer::list_all(store, &prefix, None)
+        .await
+        .map_err(storage("list", &prefix))?;
+    let keys = objects
+        .iter()
+        .filter(|o| o.key != reservation.as_str())
+        .map(|o| Key::new(o.key.clone()).map_err(storage("delete", &o.key)))
+        .collect::<Result<Vec<_>, _>>()?;
+    delete_keys(store, &keys).await?;
+    delete_keys(store, std::slice::from_ref(&reservation)).await
 }
 
 /// Deletes keys in batches the backend accepts; a key already gone is fine.
@@ -562,6 +763,101 @@ pub(crate) mod tests {
         let t = parse_time("2026-12-01T23:59:01Z").unwrap();
         assert_eq!(format_time(t), "2026-12-01T23:59:01Z");
         assert!(parse_time("yesterday").is_none());
+    }
+
+    fn template(run_id: &str) -> Reservation {
+        Reservation {
+            format: IN_PROGRESS_FORMAT.into(),
+            name: String::new(),
+            run_id: run_id.into(),
+            timeline: 1,
+            start_lsn: "0/4000028".into(),
+            start_wal: "000000010000000000000004".into(),
+            wal_segment_size: 16 << 20,
+            start_time: "2026-12-01T23:59:01Z".into(),
+            heartbeat_time: "2026-12-01T23:59:01Z".into(),
+            from_standby: false,
+            created_by: "walship test".into(),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn runs_that_start_in_one_segment_never_share_a_name() {
+        use crate::memory_store::MemoryStore;
+        let mut a = MemoryStore::new();
+        let mut b = a.worker().unwrap();
+        let ra = reserve(&mut a, &template("a")).await.unwrap();
+        let rb = reserve(&mut b, &template("b")).await.unwrap();
+        assert_eq!(ra.name, "base_000000010000000000000004");
+        assert_eq!(rb.name, "base_000000010000000000000004_2");
+        // A complete backup's name is not reused either.
+        let mut record =
+            sample_record(&rb.name, "000000010000000000000004", "2026-12-02T00:00:00Z");
+        record.name = "base_000000010000000000000004_3".into();
+        record.volumes.clear();
+        write_record(&mut a, &record).await.unwrap();
+        let rc = reserve(&mut a, &template("c")).await.unwrap();
+        assert_eq!(rc.name, "base_000000010000000000000004_4");
+        assert_eq!(
+            read_reservation(&mut a, &rb.name)
+                .await
+                .unwrap()
+                .unwrap()
+                .run_id,
+            "b"
+        );
+
+        // The loser of a race finds the winner's reservation and moves on:
+        // create-only on the reservation is what decides.
+        let key = reservation_key("base_000000010000000000000009");
+        let mut other = template("winner");
+        other.name = "base_000000010000000000000009".into();
+        a.put(&key, &other.encode(), &PutOptions::create_only())
+            .await
+            .unwrap();
+        let err = a
+            .put(
+                &key,
+                &template("loser").encode(),
+                &PutOptions::create_only(),
+            )
+            .await;
+        assert!(matches!(err, Err(StorageError::AlreadyExists(_))));
+
+        // A failed run removes its own volumes, then its reservation, and
+        // nothing of the other run.
+        for (name, n) in [(&ra.name, 1), (&ra.name, 2), (&rb.name, 1)] {
+            let k = Key::new(format!("{}{n:04}.tar.zst", data_prefix(name))).unwrap();
+            a.put(&k, b"v", &PutOptions::create_only()).await.unwrap();
+        }
+        release(&mut a, &ra.name).await.unwrap();
+        assert!(
+            a.keys()
+                .iter()
+                .all(|k| !k.starts_with(&data_prefix(&ra.name))),
+            "{:?}",
+            a.keys()
+        );
+        assert!(
+            a.object(&format!("{}0001.tar.zst", data_prefix(&rb.name)))
+                .is_some()
+        );
+        assert!(a.object(reservation_key(&rb.name).as_str()).is_some());
+    }
+
+    #[test]
+    fn a_reservation_is_running_while_its_heartbeat_is_fresh() {
+        let mut r = template("x");
+        r.name = "base_000000010000000000000004".into();
+        let beat = parse_time(&r.heartbeat_time).unwrap();
+        assert!(r.is_running(beat + std::time::Duration::from_secs(60)));
+        assert!(
+            r.is_running(beat - std::time::Duration::from_secs(600)),
+            "a clock behind ours"
+        );
+        assert!(!r.is_running(beat + HEARTBEAT_STALE));
+        let back = Reservation::decode("k", r.encode()).unwrap();
+        assert_eq!(back, r);
     }
 
     #[test]

@@ -21,12 +21,34 @@ use crate::storage::{ByteRange, Key, ObjectStore};
 
 /// Bytes asked of the store per ranged read.
 const RANGE: u64 = 8 << 20;
+/// PostgreSQL's control file, relative to the data directory.
+const CONTROL_FILE: &str = "global/pg_control";
+/// Where the control file is restored until everything else is durable: a
+/// directory without `global/pg_control` is one PostgreSQL refuses to
+/// start, so an interrupted restore can never be taken for a complete one.
+pub const CONTROL_FILE_PENDING: &str = "global/pg_control.walship-restore";
 
 pub struct FetchOptions {
     pub target: PathBuf,
     /// `OLD=NEW` tablespace relocations, as pg_basebackup's.
     pub tablespace_mapping: Vec<(PathBuf, PathBuf)>,
     pub concurrency: usize,
+    /// Restore unmapped tablespaces to the record's locations even as root.
+    pub use_recorded_locations: bool,
+    pub as_root: bool,
+}
+
+/// An absolute path with nothing to resolve: no `.` or `..` component, no
+/// empty component, no trailing slash. A record names tablespace locations
+/// and anyone who can write to the bucket can write a record: a location
+/// is taken only as it is written.
+pub fn is_clean_absolute(path: &str) -> bool {
+    path.len() > 1
+        && path.starts_with('/')
+        && !path.ends_with('/')
+        && path[1..]
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 /// Where each tablespace goes, by OID.
@@ -61,15 +83,52 @@ pub fn prepare(record: &BackupRecord, opts: &FetchOptions) -> anyhow::Result<Loc
     }
     let mut locations = Locations::new();
     for t in &record.tablespaces {
-        let location = opts
+        let mapped = opts
             .tablespace_mapping
             .iter()
             .find(|(old, _)| old.as_path() == Path::new(&t.location))
-            .map(|(_, new)| new.clone())
-            .unwrap_or_else(|| PathBuf::from(&t.location));
-        if !location.is_absolute() {
+            .map(|(_, new)| new.clone());
+        let location = match mapped {
+            Some(new) => new,
+            None => {
+                if !is_clean_absolute(&t.location) {
+                    bail!(
+                        "the backup's record puts tablespace {} at {:?}, which is not an absolute, \
+                         normalised path: refused (give --tablespace-mapping {}=NEW)",
+                        t.oid,
+                        t.location,
+                        t.location
+                    );
+                }
+                if opts.as_root && !opts.use_recorded_locations {
+                    bail!(
+                        "as root, tablespace {} would be restored to {}, a location taken from the \
+                         backup's record: give --tablespace-mapping {}=NEW, or \
+                         --use-recorded-tablespace-locations to use the recorded locations",
+                        t.oid,
+                        t.location,
+                        t.location
+                    );
+                }
+                eprintln!(
+                    "walship: backup-fetch: tablespace {} goes to {} (the location recorded in the backup)",
+                    t.oid, t.location
+                );
+                PathBuf::from(&t.location)
+            }
+        };
+        let overlaps = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
+        if overlaps(&location, &opts.target) {
             bail!(
-                "tablespace {} would go to {}, which is not an absolute path",
+                "tablespace {} would go to {}, which overlaps the target directory {}",
+                t.oid,
+                location.display(),
+                opts.target.display()
+            );
+        }
+        if let Some((other, _)) = locations.iter().find(|(_, l)| overlaps(l, &location)) {
+            bail!(
+                "tablespaces {other} and {} would go to overlapping locations ({})",
                 t.oid,
                 location.display()
             );
@@ -127,6 +186,25 @@ pub async fn fetch<S: ObjectStore>(
     result?;
     finish_directory(record, &opts.target, locations)?;
     Ok(files.load(Ordering::Relaxed))
+}
+
+/// Makes everything written under `dir` durable (one `syncfs` of its file
+/// system), as pg_basebackup syncs before it writes backup_label.
+fn sync_file_system(dir: &Path) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    // SAFETY: syncfs takes an open descriptor, which `f` holds until it drops.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("cannot sync the file system of {}", dir.display()));
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))
 }
 
 async fn download_volumes<S: ObjectStore>(
@@ -328,7 +406,11 @@ fn unpack(
     for entry in archive.entries()? {
         let mut entry = entry?;
         let path = entry.path()?.into_owned();
-        let dest = destination(&path, target, locations)?;
+        let dest = if path == Path::new(CONTROL_FILE) {
+            target.join(CONTROL_FILE_PENDING)
+        } else {
+            destination(&path, target, locations)?
+        };
         let kind = entry.header().entry_type();
         match kind {
             tar::EntryType::Directory => {
@@ -388,6 +470,12 @@ fn finish_directory(
             .and_then(|()| f.sync_all())
             .with_context(|| format!("cannot write {}", path.display()))
     };
+    // Every restored file is durable before backup_label says what they
+    // are, as pg_basebackup does.
+    sync_file_system(target)?;
+    for location in locations.values() {
+        sync_file_system(location)?;
+    }
     write("backup_label", &record.backup_label)?;
     if let Some(map) = &record.tablespace_map {
         write("tablespace_map", &remap_tablespace_map(map, locations))?;
@@ -405,6 +493,25 @@ fn finish_directory(
         std::os::unix::fs::symlink(location, &link)
             .with_context(|| format!("cannot link {} to {}", link.display(), location.display()))?;
     }
+    // The directories and links above are durable before the control file
+    // appears: the directory becomes startable only once it is complete (a
+    // crash or a kill before this leaves one PostgreSQL refuses to start).
+    sync_file_system(target)?;
+    let pending = target.join(CONTROL_FILE_PENDING);
+    if !pending.is_file() {
+        bail!(
+            "the backup holds no {CONTROL_FILE}: {} cannot be started",
+            target.display()
+        );
+    }
+    std::fs::rename(&pending, target.join(CONTROL_FILE)).with_context(|| {
+        format!(
+            "cannot put {} in place",
+            target.join(CONTROL_FILE).display()
+        )
+    })?;
+    sync_dir(&target.join("global"))?;
+    sync_dir(target)?;
     Ok(())
 }
 
@@ -496,6 +603,77 @@ mod tests {
         for bad in ["../etc/passwd", "/etc/passwd", "base/../../x", ""] {
             assert!(d(bad).is_err(), "{bad:?}");
         }
+    }
+
+    fn options(
+        target: &str,
+        mapping: &[(&str, &str)],
+        as_root: bool,
+        recorded: bool,
+    ) -> FetchOptions {
+        FetchOptions {
+            target: PathBuf::from(target),
+            tablespace_mapping: mapping
+                .iter()
+                .map(|(o, n)| (PathBuf::from(o), PathBuf::from(n)))
+                .collect(),
+            concurrency: 1,
+            use_recorded_locations: recorded,
+            as_root,
+        }
+    }
+
+    #[test]
+    fn recorded_tablespace_locations_are_the_operators_decision() {
+        use crate::backup::catalog::tests::sample_record;
+        let scratch = std::env::temp_dir().join(format!("walship-ts-{}", std::process::id()));
+        let target = scratch.join("data");
+        let target = target.to_str().unwrap();
+        let mut record = sample_record("b", "000000010000000000000004", "2026-12-02T00:00:00Z");
+        let recorded = scratch.join("ts-recorded");
+        record.tablespaces[0].location = recorded.display().to_string();
+
+        // Not root: the recorded location is used (and printed).
+        let locations = prepare(&record, &options(target, &[], false, false)).unwrap();
+        assert_eq!(locations[&16390], recorded);
+        // Root: only with a mapping or the explicit flag.
+        let e = prepare(&record, &options(target, &[], true, false)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("--use-recorded-tablespace-locations"),
+            "{e}"
+        );
+        prepare(&record, &options(target, &[], true, true)).unwrap();
+        let mapped = scratch.join("elsewhere");
+        let locations = prepare(
+            &record,
+            &options(
+                target,
+                &[(recorded.to_str().unwrap(), mapped.to_str().unwrap())],
+                true,
+                false,
+            ),
+        )
+        .unwrap();
+        assert_eq!(locations[&16390], mapped);
+
+        // A record that points anywhere but a clean absolute path is refused.
+        for bad in [
+            "relative/ts",
+            "/srv/../etc",
+            "/srv/./ts",
+            "/srv//ts",
+            "/srv/ts/",
+            "/",
+        ] {
+            record.tablespaces[0].location = bad.into();
+            let e = prepare(&record, &options(target, &[], false, false)).unwrap_err();
+            assert!(e.to_string().contains("normalised"), "{bad}: {e}");
+        }
+        // Nor may a tablespace land inside the data directory.
+        record.tablespaces[0].location = format!("{target}/pg_tblspc/x");
+        let e = prepare(&record, &options(target, &[], false, false)).unwrap_err();
+        assert!(e.to_string().contains("overlaps"), "{e}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, anyhow, bail};
 use tokio::sync::mpsc;
 
-use super::catalog::{self, BackupRecord, VolumeRecord};
+use super::catalog::{self, BackupRecord, Reservation, VolumeRecord};
 use super::connect::{ConnSettings, chain};
 use super::progress::{Progress, human_bytes};
 use super::volume::{self, Msg};
@@ -26,7 +26,7 @@ use super::walk::{self, EntryKind};
 use crate::archive::ArchiveError;
 use crate::identity::{IDENTITY_KEY, IdentityRecord};
 use crate::object_format::Compression;
-use crate::pg_control::{ClusterIdentity, read_cluster_identity};
+use crate::pg_control::{ClusterIdentity, read_cluster_identity, read_consistent_control_file};
 use crate::storage::{Key, ObjectStore, StorageError};
 
 /// WAL-G's default for WALG_TAR_SIZE_THRESHOLD: about 1 GiB of tar per volume.
@@ -36,6 +36,21 @@ pub const DEFAULT_VOLUME_SIZE: u64 = 1 << 30;
 const PART_SIZE: u64 = 8 << 20;
 /// How long to wait for the first WAL file to reach an archive that has none.
 const FIRST_ARCHIVE_WAIT: Duration = Duration::from_secs(60);
+/// Where PostgreSQL keeps its control file, relative to the data directory.
+const CONTROL_FILE: &str = "global/pg_control";
+/// Reads of pg_control until one has a valid CRC (a few ms apart).
+const CONTROL_FILE_READS: u32 = 200;
+/// Server settings that would end the backup's SQL session half-way: it
+/// sits idle for as long as the copy takes, then waits in pg_backup_stop
+/// for the last WAL to be archived. Off for this session only (the names a
+/// server version lacks are skipped).
+const SESSION_TIMEOUTS: &[&str] = &[
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "idle_session_timeout",
+    "transaction_timeout",
+];
 
 pub struct PushOptions {
     pub data_dir: PathBuf,
@@ -60,6 +75,7 @@ pub async fn push<S: ObjectStore>(
         .connect("walship backup-push")
         .await
         .map_err(|e| anyhow!(e))?;
+    disable_session_timeouts(&client).await?;
     let server = check_server(&client, &local, &opts.conn).await?;
     check_archive(&mut store, &client, &local, &opts.prefix).await?;
 
@@ -84,16 +100,42 @@ pub async fn push<S: ObjectStore>(
         .map_err(|e| anyhow!("cannot read the timeline: {}", chain(&e)))?
         .get(0);
     let start_wal = catalog::segment_name(timeline as u32, start, local.wal_segment_size);
-    let name = catalog::free_name(&mut store, &start_wal).await?;
+    // First act in the archive: own a name, and tell `delete` which WAL this
+    // backup needs while it runs. Nothing is uploaded before this succeeds.
+    let template = Reservation {
+        format: catalog::IN_PROGRESS_FORMAT.into(),
+        name: String::new(),
+        run_id: crate::random_id::random_hex128(),
+        timeline: timeline as u32,
+        start_lsn: catalog::format_lsn(start),
+        start_wal: start_wal.clone(),
+        wal_segment_size: local.wal_segment_size,
+        start_time: catalog::format_time(started_at),
+        heartbeat_time: catalog::format_time(started_at),
+        from_standby: server.in_recovery,
+        created_by: format!("walship {}", env!("CARGO_PKG_VERSION")),
+    };
+    let reservation = catalog::reserve(&mut store, &template)
+        .await
+        .map_err(|e| anyhow!("cannot reserve a name for the backup: {e}"))?;
+    let name = reservation.name.clone();
 
     let start = StartInfo {
         time: started_at,
         lsn: &start_lsn,
         wal: &start_wal,
     };
-    let result = copy_and_stop(&mut store, opts, &client, &server, &local, &name, start).await;
+    let heartbeat_store = store.worker();
+    let result = {
+        let work = copy_and_stop(&mut store, opts, &client, &server, &local, &name, start);
+        keep_alive(heartbeat_store, reservation.clone(), work).await
+    };
     match result {
         Ok(record) => {
+            // The record makes the backup complete; the reservation has
+            // done its job (a leftover one is harmless: it sits under a
+            // backup that has a record).
+            let _ = store.delete(&[reservation.key()]).await;
             let secs = t0.elapsed().as_secs_f64().max(0.001);
             eprintln!(
                 "walship: backup-push: {} complete: {} volumes, {} read, {} stored ({}), {:.1}s, {:.1} MB/s",
@@ -110,8 +152,9 @@ pub async fn push<S: ObjectStore>(
         Err(e) => {
             // PostgreSQL aborts the backup when this session ends; what was
             // uploaded has no record and would never be restored: remove it.
+            // The name is this run's, so nothing of another run goes.
             drop(client);
-            if let Err(cleanup) = catalog::delete_backup(&mut store, &name).await {
+            if let Err(cleanup) = catalog::release(&mut store, &name).await {
                 eprintln!(
                     "walship: warning: could not remove the volumes of failed backup {name}: {cleanup}"
                 );
@@ -119,6 +162,48 @@ pub async fn push<S: ObjectStore>(
             Err(e)
         }
     }
+}
+
+/// Runs `work` while refreshing the reservation's heartbeat on a store
+/// handle of its own, so `delete` sees the backup alive however long the
+/// copy takes. A failed refresh is only a warning: the backup still checks
+/// its WAL before it writes its record.
+async fn keep_alive<S: ObjectStore, T>(
+    store: Option<S>,
+    mut reservation: Reservation,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let beat = async {
+        let Some(mut store) = store else {
+            return std::future::pending::<T>().await;
+        };
+        loop {
+            tokio::time::sleep(catalog::HEARTBEAT_EVERY).await;
+            if let Err(e) =
+                catalog::heartbeat(&mut store, &mut reservation, SystemTime::now()).await
+            {
+                eprintln!("walship: warning: backup-push heartbeat: {e}");
+            }
+        }
+    };
+    tokio::select! {
+        result = work => result,
+        never = beat => never,
+    }
+}
+
+/// Turns off, for this session, every server timeout that could end it
+/// while the backup runs (`SESSION_TIMEOUTS`).
+async fn disable_session_timeouts(client: &tokio_postgres::Client) -> anyhow::Result<()> {
+    let names: Vec<String> = SESSION_TIMEOUTS.iter().map(|s| s.to_string()).collect();
+    client
+        .query(
+            "SELECT set_config(name, '0', false) FROM pg_settings WHERE name = ANY($1)",
+            &[&names],
+        )
+        .await
+        .map_err(|e| anyhow!("cannot turn off the session's timeouts: {}", chain(&e)))?;
+    Ok(())
 }
 
 struct StartInfo<'a> {
@@ -129,6 +214,9 @@ struct StartInfo<'a> {
 
 struct Server {
     version_num: u32,
+    /// A standby: PostgreSQL takes the backup's end from the copied
+    /// pg_control, so it must be copied last.
+    in_recovery: bool,
 }
 
 async fn query_text(client: &tokio_postgres::Client, sql: &str) -> Result<String, String> {
@@ -202,7 +290,10 @@ async fn check_server(
              set archive_command = 'walship wal-push %p'"
         );
     }
-    Ok(Server { version_num })
+    Ok(Server {
+        version_num,
+        in_recovery,
+    })
 }
 
 /// The prefix is this cluster's archive. A prefix with no WAL yet is given
@@ -278,19 +369,44 @@ async fn copy_and_stop<S: ObjectStore>(
     let mut tree = tokio::task::spawn_blocking(move || walk::walk(&data_dir))
         .await?
         .with_context(|| format!("reading {}", opts.data_dir.display()))?;
+    // pg_control goes last, in a volume of its own, after every other file
+    // (see `control_file_volume`).
+    tree.entries.retain(|e| e.archive_path != CONTROL_FILE);
     // Directories first, so each volume's files find their parents early.
     tree.entries.sort_by_key(|e| e.kind != EntryKind::Dir);
     let plan = plan_volumes(&tree.entries, opts.volume_size);
     let entries = Arc::new(tree.entries);
     let ext = volume::extension(opts.compression);
-    let keys: Vec<String> = (0..plan.len())
-        .map(|i| format!("{}{:04}.{ext}", catalog::data_prefix(name), i + 1))
-        .collect();
+    let volume_key = |i: usize| format!("{}{:04}.{ext}", catalog::data_prefix(name), i + 1);
+    let keys: Vec<String> = (0..plan.len()).map(volume_key).collect();
 
     let progress = Progress::start(format!("backup-push {name}"), tree.total_file_bytes);
     let uploaded = upload_volumes(store, opts, &entries, &plan, &keys, &progress).await;
+    let uploaded = match uploaded {
+        Ok(mut sums) => {
+            let control = control_file_volume(&opts.data_dir).await?;
+            let last = vec![0..1];
+            let key = volume_key(plan.len());
+            upload_volumes(
+                store,
+                opts,
+                &Arc::new(vec![control]),
+                &last,
+                &[key.clone()],
+                &progress,
+            )
+            .await
+            .map(|mut s| {
+                sums.append(&mut s);
+                (sums, key)
+            })
+        }
+        Err(e) => Err(e),
+    };
     progress.finish().await;
-    let sums = uploaded?;
+    let (sums, control_key) = uploaded?;
+    let mut keys = keys;
+    keys.push(control_key);
 
     let stop_sql = if server.version_num >= 150000 {
         "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)"
@@ -336,6 +452,18 @@ async fn copy_and_stop<S: ObjectStore>(
             original_blake3: s.original_blake3.to_hex().to_string(),
         })
         .collect();
+    // The record vouches that this backup can be restored: check first
+    // that everything it depends on is in this archive.
+    check_dependencies(
+        store,
+        &volumes,
+        timeline,
+        start.lsn,
+        stop,
+        local.wal_segment_size,
+    )
+    .await?;
+
     let record = BackupRecord {
         format: catalog::RECORD_FORMAT.into(),
         version: catalog::RECORD_VERSION,
@@ -364,6 +492,91 @@ async fn copy_and_stop<S: ObjectStore>(
     Ok(record)
 }
 
+/// pg_control as the backup's last entry. On a standby PostgreSQL writes no
+/// end-of-backup record: recovery takes the backup's end from the copied
+/// pg_control's minimum recovery point (`do_pg_backup_stop`: "we assume
+/// that pg_control was backed up last"), so it must be copied after every
+/// other file, and whole: it is re-read until its CRC is valid, as a read
+/// can tear against the server's rewrite of it.
+async fn control_file_volume(data_dir: &std::path::Path) -> anyhow::Result<walk::Entry> {
+    let dir = data_dir.to_path_buf();
+    let bytes =
+        tokio::task::spawn_blocking(move || read_consistent_control_file(&dir, CONTROL_FILE_READS))
+            .await??;
+    let meta = std::fs::metadata(data_dir.join(CONTROL_FILE))
+        .with_context(|| format!("reading {}", data_dir.join(CONTROL_FILE).display()))?;
+    use std::os::unix::fs::MetadataExt;
+    Ok(walk::Entry {
+        archive_path: CONTROL_FILE.to_string(),
+        source: data_dir.join(CONTROL_FILE),
+        kind: EntryKind::Bytes(bytes.into()),
+        mode: meta.mode() & 0o7777,
+        mtime: meta.mtime().max(0) as u64,
+    })
+}
+
+/// Before the record is written: every volume is in the store with the
+/// length uploaded, and every WAL segment from the backup's start to its
+/// stop is in THIS archive (an archive_command that points at another
+/// prefix or bucket passes pg_backup_stop's wait, and would leave a backup
+/// that can never be restored from here).
+async fn check_dependencies<S: ObjectStore>(
+    store: &mut S,
+    volumes: &[VolumeRecord],
+    timeline: u32,
+    start_lsn: &str,
+    stop: u64,
+    segment_size: u32,
+) -> anyhow::Result<()> {
+    for v in volumes {
+        let key = Key::new(v.key.clone()).map_err(|e| anyhow!("{e}"))?;
+        match store.head(&key).await {
+            Ok(meta) if meta.size == v.stored_len => {}
+            Ok(meta) => bail!(
+                "volume {} holds {} bytes, {} were uploaded: no record written",
+                v.key,
+                meta.size,
+                v.stored_len
+            ),
+            Err(StorageError::NotFound(_)) => {
+                bail!(
+                    "volume {} is missing from the archive: no record written",
+                    v.key
+                )
+            }
+            Err(e) => bail!("cannot check volume {}: {e}", v.key),
+        }
+    }
+    let size = u64::from(segment_size.max(1));
+    let first = catalog::parse_lsn(start_lsn).unwrap_or(0) / size;
+    let last = stop.saturating_sub(1) / size;
+    let mut missing = Vec::new();
+    for segno in first..=last.max(first) {
+        let seg = catalog::segment_name(timeline, segno * size, segment_size);
+        let key = Key::new(format!("wal/{seg}")).expect("valid key");
+        match store.head(&key).await {
+            Ok(_) => {}
+            Err(StorageError::NotFound(_)) => missing.push(seg),
+            Err(e) => bail!("cannot check that {seg} is archived: {e}"),
+        }
+    }
+    if !missing.is_empty() {
+        let shown: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
+        bail!(
+            "{} WAL file(s) the backup needs are not in this archive ({}{}): \
+             archive_command must be 'walship wal-push %p' with this same prefix; no record written",
+            missing.len(),
+            shown.join(", "),
+            if missing.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
 /// A value from backup_label (`START TIMELINE: 1`).
 pub fn label_field<'a>(label: &'a str, field: &str) -> Option<&'a str> {
     label
@@ -379,8 +592,9 @@ fn plan_volumes(entries: &[walk::Entry], target: u64) -> Vec<Range<usize>> {
     let (mut start, mut size) = (0usize, 0u64);
     for (i, e) in entries.iter().enumerate() {
         let bytes = 512
-            + match e.kind {
+            + match &e.kind {
                 EntryKind::File { size } => size.div_ceil(512) * 512,
+                EntryKind::Bytes(b) => (b.len() as u64).div_ceil(512) * 512,
                 EntryKind::Dir => 0,
             };
         if size > 0 && size + bytes > target {

@@ -203,7 +203,13 @@ pub fn produce(
         let mut header = tar::Header::new_gnu();
         header.set_mode(entry.mode);
         header.set_mtime(entry.mtime);
-        match entry.kind {
+        match &entry.kind {
+            EntryKind::Bytes(bytes) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(bytes.len() as u64);
+                builder.append_data(&mut header, &entry.archive_path, &bytes[..])?;
+                progress.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            }
             EntryKind::Dir => {
                 header.set_entry_type(tar::EntryType::Directory);
                 header.set_size(0);
@@ -250,23 +256,33 @@ pub fn produce(
     })
 }
 
-/// Uploads what `rx` yields under `key`: one put when it is a single part,
-/// else a multipart upload, part after part. Completes only after `End`;
-/// anything else aborts the upload.
+/// Uploads what `rx` yields under `key`, create-only: one put when it is a
+/// single part, else a multipart upload, part after part. Completes only
+/// after `End`; anything else aborts the upload. Returns the stored length.
+///
+/// Create-only, because a volume key belongs to the run that reserved the
+/// backup's name: finding one there means either this run's own write
+/// (a retried put whose first answer was lost) or a bug. The first has
+/// exactly the length just sent; anything else is refused.
 pub async fn upload<S: ObjectStore>(
     store: &mut S,
     key: &Key,
     rx: &mut mpsc::Receiver<Msg>,
 ) -> Result<(), StorageError> {
     let producer_failed = || StorageError::Other("the volume could not be read".into());
-    let options = PutOptions::overwrite();
+    let options = PutOptions::create_only();
     let Some(Msg::Part(first)) = rx.recv().await else {
         return Err(producer_failed());
     };
     let second = match rx.recv().await {
         Some(Msg::End) => {
-            store.put(key, &first, &options).await?;
-            return Ok(());
+            return match store.put(key, &first, &options).await {
+                Ok(_) => Ok(()),
+                Err(StorageError::AlreadyExists(_)) => {
+                    same_length_or_refuse(store, key, first.len() as u64).await
+                }
+                Err(e) => Err(e),
+            };
         }
         Some(Msg::Part(p)) => p,
         None => return Err(producer_failed()),
@@ -287,10 +303,17 @@ pub async fn upload<S: ObjectStore>(
                 None => return Err(producer_failed()),
             }
         }
-        store
+        match store
             .complete_multipart(key, &upload_id, &receipts, &options)
-            .await?;
-        Ok(())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(StorageError::AlreadyExists(_)) => {
+                let sent = receipts.iter().map(|r| r.size).sum();
+                same_length_or_refuse(store, key, sent).await
+            }
+            Err(e) => Err(e),
+        }
     }
     .await;
     if result.is_err()
@@ -299,6 +322,22 @@ pub async fn upload<S: ObjectStore>(
         eprintln!("walship: warning: could not abort upload {upload_id} of {key}: {e}");
     }
     result
+}
+
+async fn same_length_or_refuse<S: ObjectStore>(
+    store: &mut S,
+    key: &Key,
+    sent: u64,
+) -> Result<(), StorageError> {
+    let meta = store.head(key).await?;
+    if meta.size == sent {
+        Ok(())
+    } else {
+        Err(StorageError::AlreadyExists(format!(
+            "{key} exists with {} bytes, not the {sent} this run wrote: another writer is using this backup's name",
+            meta.size
+        )))
+    }
 }
 
 /// Reads a downloaded volume: verifies both hashes and lengths while

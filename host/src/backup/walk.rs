@@ -43,6 +43,9 @@ pub enum EntryKind {
     File {
         size: u64,
     },
+    /// Contents read and checked before the volume is built (pg_control,
+    /// which must be a consistent copy taken after every other file).
+    Bytes(std::sync::Arc<[u8]>),
 }
 
 #[derive(Debug, Clone)]
@@ -70,8 +73,9 @@ pub fn walk(data_dir: &Path) -> io::Result<Tree> {
     tree.total_file_bytes = tree
         .entries
         .iter()
-        .map(|e| match e.kind {
-            EntryKind::File { size } => size,
+        .map(|e| match &e.kind {
+            EntryKind::File { size } => *size,
+            EntryKind::Bytes(b) => b.len() as u64,
             EntryKind::Dir => 0,
         })
         .sum();

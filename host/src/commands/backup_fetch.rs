@@ -13,6 +13,7 @@ pub async fn run(
     data_dir: &Path,
     name: &str,
     mapping: &[String],
+    use_recorded_locations: bool,
 ) -> Result<(), Failure> {
     let fail = |m: String| Failure::new(EXIT_FAILURE, format!("backup-fetch: {m}"));
     let target = if data_dir.is_absolute() {
@@ -25,10 +26,10 @@ pub async fn run(
         .map(|m| {
             let (old, new) = m
                 .split_once('=')
-                .filter(|(o, n)| o.starts_with('/') && n.starts_with('/'))
+                .filter(|(o, n)| fetch::is_clean_absolute(o) && fetch::is_clean_absolute(n))
                 .ok_or_else(|| {
                     fail(format!(
-                        "--tablespace-mapping {m:?}: expected OLD=NEW with two absolute paths"
+                        "--tablespace-mapping {m:?}: expected OLD=NEW with two absolute, normalised paths"
                     ))
                 })?;
             Ok((PathBuf::from(old), PathBuf::from(new)))
@@ -38,12 +39,15 @@ pub async fn run(
         target: target.clone(),
         tablespace_mapping,
         concurrency: ctx.settings.download_concurrency.max(1),
+        use_recorded_locations,
+        // SAFETY: geteuid has no preconditions.
+        as_root: unsafe { libc::geteuid() } == 0,
     };
     let target_existed = target.exists();
     // No prefix is the first thing to report, before any plugin is looked for.
     ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
     let plugin = ctx.load_plugin().map_err(|e| fail(format!("{e:#}")))?;
-    let mut store = super::open_store(ctx, &plugin, &fail).await?;
+    let mut store = super::open_store_with(ctx, &plugin, &fail, ctx.restore_retry_policy()).await?;
     let record = catalog::resolve(&mut store, name)
         .await
         .map_err(|e| fail(e.to_string()))?;

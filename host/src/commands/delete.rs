@@ -31,8 +31,8 @@ enum Request {
 
 fn parse_request(command: &DeleteCommand) -> Result<(Request, bool), String> {
     let (args, confirm, what) = match command {
-        DeleteCommand::Retain { args, confirm } => (args, *confirm, "retain"),
-        DeleteCommand::Before { args, confirm } => (args, *confirm, "before"),
+        DeleteCommand::Retain { args, confirm, .. } => (args, *confirm, "retain"),
+        DeleteCommand::Before { args, confirm, .. } => (args, *confirm, "before"),
     };
     let value = match args.as_slice() {
         [v] => v,
@@ -63,6 +63,9 @@ fn parse_request(command: &DeleteCommand) -> Result<(Request, bool), String> {
 pub async fn run(ctx: &Context, command: &DeleteCommand) -> Result<(), Failure> {
     let fail = |m: String| Failure::new(EXIT_FAILURE, format!("delete: {m}"));
     let (request, confirm) = parse_request(command).map_err(fail)?;
+    let force = match command {
+        DeleteCommand::Retain { force, .. } | DeleteCommand::Before { force, .. } => *force,
+    };
     if request == Request::Retain(0) {
         return Err(fail(retention::RetentionError::EmptyKeepSet.to_string()));
     }
@@ -81,22 +84,71 @@ pub async fn run(ctx: &Context, command: &DeleteCommand) -> Result<(), Failure> 
 
     let cut = select(&request, &view.backups).map_err(fail)?;
     let (delete, keep) = view.backups.split_at(cut);
-    let unfinished = catalog::list_unfinished(&mut store)
+    // Backups without a record: running ones (a fresh heartbeat) keep their
+    // data and WAL; the others are interrupted runs.
+    let now = std::time::SystemTime::now();
+    let mut running = Vec::new();
+    let mut unfinished = Vec::new();
+    for (name, reservation) in catalog::list_unfinished_with_reservations(&mut store)
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.to_string()))?
+    {
+        match reservation {
+            Some(r) if r.is_running(now) => running.push(r),
+            _ => unfinished.push(name),
+        }
+    }
     let points = |b: &[BackupRecord]| b.iter().map(BackupPoint::of).collect::<Vec<_>>();
+    let running_points: Vec<BackupPoint> = running.iter().map(BackupPoint::running).collect();
+    let (keep_points, delete_points) = (points(keep), points(delete));
     let plan = retention::plan(
-        &points(keep),
-        &points(delete),
+        &keep_points,
+        &delete_points,
+        &running_points,
         &unfinished,
         &view.inventory,
         &view.histories,
     )
     .map_err(|e| fail(e.to_string()))?;
+    // Timelines archived to after the newest kept backup finished: perhaps
+    // a server running now.
+    let newest_kept_finish_ms = keep
+        .iter()
+        .filter_map(BackupRecord::finish_time)
+        .max()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64);
+    let recent: std::collections::BTreeSet<u32> = view
+        .last_archived_ms
+        .iter()
+        .filter(|(_, ms)| newest_kept_finish_ms.is_some_and(|k| **ms > k))
+        .map(|(tl, _)| *tl)
+        .collect();
+    let at_risk = retention::timelines_at_risk(
+        &plan,
+        &keep_points,
+        &running_points,
+        &view.inventory,
+        &view.histories,
+        &recent,
+    );
+    let missing = retention::kept_backups_missing_wal(&keep_points, &view.inventory);
 
-    let report = describe(&view, delete, keep, &plan, confirm);
+    if !confirm {
+        let _ = writeln!(out, "dry run: nothing is deleted without --confirm");
+    }
+    let report = describe(&view, delete, keep, &running, &plan);
     let _ = out.write_all(report.as_bytes());
     let _ = out.flush();
+    let refusal = refusal(&view, keep, delete, &at_risk, &missing);
+    if let Some(why) = &refusal {
+        if !force {
+            return Err(fail(format!(
+                "refused: {why}; pass --force to delete anyway"
+            )));
+        }
+        let _ = writeln!(out, "warning (--force): {why}");
+    }
     if !confirm {
         return Ok(());
     }
@@ -162,17 +214,75 @@ fn select(request: &Request, backups: &[BackupRecord]) -> Result<usize, String> 
     }
 }
 
+/// Why this delete must not run without `--force`, if it must not: WAL of
+/// a live timeline that no kept backup can restore, or kept backups whose
+/// own WAL is not all there. One line.
+fn refusal(
+    view: &ArchiveView,
+    keep: &[BackupRecord],
+    delete: &[BackupRecord],
+    at_risk: &[retention::TimelineAtRisk],
+    missing: &[(String, Vec<u64>)],
+) -> Option<String> {
+    let mut reasons = Vec::new();
+    let names = |b: &[BackupRecord]| {
+        b.iter()
+            .map(|b| format!("{} (timeline {})", b.name, b.timeline))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for r in at_risk {
+        let fork = match r.fork {
+            Some((parent, lsn)) => format!(
+                "forked from timeline {parent} at {}",
+                catalog::format_lsn(lsn)
+            ),
+            None => "no history file".to_string(),
+        };
+        reasons.push(format!(
+            "timeline {} ({fork}, archived up to {}) looks like a running server's, and no kept backup \
+             can be recovered onto it: {} of its WAL files would go (kept: {}; deleted: {}); \
+             take a backup of the server on timeline {} first",
+            r.timeline,
+            view.segment_name(r.timeline, r.last_segno),
+            r.removed,
+            names(keep),
+            if delete.is_empty() { "none".to_string() } else { names(delete) },
+            r.timeline,
+        ));
+    }
+    for (name, segs) in missing {
+        let tl = keep
+            .iter()
+            .find(|b| &b.name == name)
+            .map_or(0, |b| b.timeline);
+        let shown: Vec<String> = segs
+            .iter()
+            .take(3)
+            .map(|&s| view.segment_name(tl, s))
+            .collect();
+        reasons.push(format!(
+            "kept backup {name} cannot be restored: {} of its own WAL files are missing ({}{})",
+            segs.len(),
+            shown.join(", "),
+            if segs.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        ));
+    }
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
 fn describe(
     view: &ArchiveView,
     delete: &[BackupRecord],
     keep: &[BackupRecord],
+    running: &[catalog::Reservation],
     plan: &Plan,
-    confirm: bool,
 ) -> String {
     let mut o = String::new();
-    if !confirm {
-        o.push_str("dry run: nothing is deleted without --confirm\n");
-    }
     let line = |b: &BackupRecord| {
         format!(
             "  {}  timeline {}, WAL from {}, finished {}\n",
@@ -187,6 +297,18 @@ fn describe(
         o.push_str(&format!(
             "interrupted backups to delete (no record, older than every kept backup): {}\n",
             plan.unfinished.join(", ")
+        ));
+    }
+    for r in running {
+        o.push_str(&format!(
+            "running backup {} (started {}, heartbeat {}{}): its data and every WAL file of \
+             timeline {} from {} stay\n",
+            r.name,
+            r.start_time,
+            r.heartbeat_time,
+            if r.from_standby { ", on a standby" } else { "" },
+            r.timeline,
+            r.start_wal
         ));
     }
     if !plan.unfinished_kept.is_empty() {
@@ -242,6 +364,7 @@ mod tests {
         DeleteCommand::Retain {
             args: args.iter().map(|s| s.to_string()).collect(),
             confirm: false,
+            force: false,
         }
     }
 
@@ -249,6 +372,7 @@ mod tests {
         DeleteCommand::Before {
             args: args.iter().map(|s| s.to_string()).collect(),
             confirm: true,
+            force: false,
         }
     }
 

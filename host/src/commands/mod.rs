@@ -30,6 +30,20 @@ use crate::storage::StorageError;
 /// Exit code for a failure PostgreSQL should retry later (archive_command)
 /// or read as "not in the archive" (restore_command).
 pub const EXIT_FAILURE: u8 = 1;
+/// A detached helper (the pusher, the prefetcher) takes no new work after
+/// this long; the next wal-push or wal-fetch starts a fresh one. Its own
+/// bound, not the commands' deadline: a helper must never be stopped in the
+/// middle of an upload because PostgreSQL's per-file deadline ran out.
+pub const HELPER_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
+/// The hard stop of a helper: far beyond any single upload or download it
+/// can have started before its lifetime ended.
+pub const HELPER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Whether a helper started at `started` may still take new work.
+pub fn helper_takes_work(started: std::time::Instant) -> bool {
+    started.elapsed() < HELPER_LIFETIME
+}
+
 /// Exit code above 125: PostgreSQL treats it like a crash of the restore
 /// command and stops recovery instead of ending it early (see wal_fetch.rs).
 pub const EXIT_STOP_RECOVERY: u8 = 126;
@@ -124,12 +138,22 @@ pub async fn open_store<'p>(
     plugin: &'p Plugin,
     fail: &impl Fn(String) -> Failure,
 ) -> Result<Store<'p>, Failure> {
+    open_store_with(ctx, plugin, fail, ctx.retry_policy()).await
+}
+
+/// `open_store` with a retry policy of the caller's.
+pub async fn open_store_with<'p>(
+    ctx: &Context,
+    plugin: &'p Plugin,
+    fail: &impl Fn(String) -> Failure,
+    policy: RetryPolicy,
+) -> Result<Store<'p>, Failure> {
     let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
     let store = plugin
         .open(prefix, |info| ctx.plugin_config(info))
         .await
         .map_err(|e| fail(format!("{e}{}", storage_hint(&e))))?;
-    Ok(Retrying::new(store, ctx.retry_policy()))
+    Ok(Retrying::new(store, policy))
 }
 
 /// What every command gets: resolved settings and where it runs.
@@ -158,6 +182,18 @@ impl Context {
             first_backoff: std::time::Duration::from_millis(200),
             max_backoff: std::time::Duration::from_secs(10),
             deadline: self.started + self.settings.deadline,
+        }
+    }
+
+    /// For restores (wal-fetch, backup-fetch): a transient failure is
+    /// retried until the command's deadline. Outside standby mode a
+    /// wal-fetch that gives up ends recovery (exit 126), so a flaky network
+    /// may slow a restore down but must never end it; only the deadline or
+    /// an error retrying cannot fix does.
+    pub fn restore_retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            attempts: u32::MAX,
+            ..self.retry_policy()
         }
     }
 

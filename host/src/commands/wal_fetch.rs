@@ -83,7 +83,7 @@ pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Fa
         .map_err(|e| real_error(format!("{e}{}", super::storage_hint(&e))))?;
     let identities = IdentityCache::new(ctx.settings.cache_dir.as_deref());
     let mut archive = Archive::new(
-        Retrying::new(store, ctx.retry_policy()),
+        Retrying::new(store, ctx.restore_retry_policy()),
         prefix,
         ctx.settings.compression,
         &identities,

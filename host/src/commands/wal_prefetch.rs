@@ -64,14 +64,14 @@ pub async fn run(ctx: &Context, name: &str) -> Result<(), Failure> {
         let jobs = stores.into_iter().map(|store| {
             let store = Retrying::new(store, ctx.retry_policy());
             let archive = Archive::new(store, prefix, ctx.settings.compression, &identities);
-            lane(archive, &window, &local)
+            lane(archive, &window, &local, ctx.started)
         });
         futures::future::join_all(jobs).await;
         let last_seen = window.cursor();
         drop(lock);
         // A wal-fetch that saw this prefetcher still running did not start
         // another: if it moved the cursor meanwhile, carry on.
-        if window.cursor() != last_seen {
+        if window.cursor() != last_seen && super::helper_takes_work(ctx.started) {
             continue;
         }
         return Ok(());
@@ -137,9 +137,15 @@ async fn lane<S: ObjectStore>(
     mut archive: Archive<'_, S>,
     window: &Window<'_>,
     local: &ClusterIdentity,
+    started: Instant,
 ) {
     let mut seen: Option<(WalFileName, Instant)> = None;
     loop {
+        // Past its lifetime it leaves between downloads, never during one;
+        // the next wal-fetch starts a fresh prefetcher.
+        if !super::helper_takes_work(started) {
+            return;
+        }
         let cursor = window.cursor();
         match &seen {
             Some((c, _)) if *c == cursor => {}

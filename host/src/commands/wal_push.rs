@@ -29,10 +29,14 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
     let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
     let wal_dir = path.parent().unwrap_or(Path::new("."));
     let status = StatusDir::new(wal_dir);
+    let identities = IdentityCache::new(ctx.settings.cache_dir.as_deref());
+    // The archive the last push found at the prefix: a marker counts only
+    // for that one (not for one wiped since and started again).
+    let archive_id = identities.archive_id(prefix, &local);
 
     // Uploaded by the pusher, ahead of this request, with exactly these
     // bytes: nothing left to do but keep the pusher going.
-    if status.archived_ahead(&name, prefix, path) {
+    if status.archived_ahead(&name, prefix, archive_id.as_deref(), path) {
         ahead(ctx, &status, wal_dir, &name, prefix);
         return Ok(());
     }
@@ -41,7 +45,8 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
     // writable) the push goes ahead unguarded: a duplicate upload is only
     // wasted work, never a wrong answer.
     let _claim = status.claim(&name).await.ok();
-    if status.archived_ahead(&name, prefix, path) {
+    let archive_id = identities.archive_id(prefix, &local);
+    if status.archived_ahead(&name, prefix, archive_id.as_deref(), path) {
         ahead(ctx, &status, wal_dir, &name, prefix);
         return Ok(());
     }
@@ -60,7 +65,6 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
         .map_err(|e| fail(format!("{e}{}", super::storage_hint(&e))))?;
     let t_open = Instant::now();
 
-    let identities = IdentityCache::new(ctx.settings.cache_dir.as_deref());
     let mut archive = Archive::new(
         Retrying::new(store, ctx.retry_policy()),
         prefix,
@@ -81,7 +85,12 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
     // Marked stored before the claim goes, so that the pusher, which may
     // claim it in the moment before PostgreSQL marks it done, skips it.
     // (The next call's sweep removes the marker.)
-    let _ = status.record(&name, prefix, content);
+    let _ = status.record(
+        &name,
+        prefix,
+        archive.archive_id().unwrap_or_default(),
+        content,
+    );
     let t_done = Instant::now();
 
     let what = match outcome {

@@ -63,7 +63,7 @@ pub async fn run(ctx: &Context, wal_dir: &Path) -> Result<(), Failure> {
     let jobs = stores.into_iter().map(|store| {
         let store = crate::retry::Retrying::new(store, ctx.retry_policy());
         let archive = Archive::new(store, prefix, ctx.settings.compression, &identities);
-        lane(archive, &queue, &local)
+        lane(archive, &queue, &local, ctx.started)
     });
     futures::future::join_all(jobs).await;
     Ok(())
@@ -103,9 +103,15 @@ async fn lane<S: ObjectStore>(
     mut archive: Archive<'_, S>,
     queue: &Queue<'_>,
     local: &ClusterIdentity,
+    started: Instant,
 ) {
     let mut idle_since = None;
     loop {
+        // Past its lifetime the pusher leaves between files, never during
+        // one; the next wal-push starts a fresh one if work is left.
+        if !super::helper_takes_work(started) {
+            return;
+        }
         let Some((name, _claim)) = queue.next() else {
             let since = *idle_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= LINGER {
@@ -144,9 +150,10 @@ async fn push_one<S: ObjectStore>(
         .await
         .map_err(|e| e.to_string())?;
     // Only now, with the object confirmed, may a marker vouch for it.
+    let archive_id = archive.archive_id().unwrap_or_default().to_string();
     queue
         .status
-        .record(name, queue.prefix, content)
+        .record(name, queue.prefix, &archive_id, content)
         .map_err(|e| format!("stored, but cannot record it: {e}"))
 }
 

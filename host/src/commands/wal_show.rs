@@ -10,9 +10,9 @@ use serde_json::json;
 
 use super::{Context, EXIT_FAILURE, Failure, open_store};
 use crate::backup::catalog::{self, BackupRecord, format_lsn};
-use crate::identity::{IDENTITY_KEY, IdentityRecord};
+use crate::identity::IDENTITY_KEY;
 use crate::object_format;
-use crate::storage::{Key, ObjectStore, StorageError};
+use crate::storage::{Key, ObjectStore};
 use crate::timeline::{History, TimelineSummary, WalInventory, segment_file_name, summarize};
 use crate::transfer;
 
@@ -26,20 +26,21 @@ pub struct ArchiveView {
     /// History files that could not be read or parsed, with why.
     pub history_problems: Vec<String>,
     pub backups: Vec<BackupRecord>,
+    /// Per timeline, when its newest WAL object was stored (milliseconds
+    /// since the epoch, by the store's clock), where the store says.
+    pub last_archived_ms: BTreeMap<u32, u64>,
 }
 
 impl ArchiveView {
     pub async fn load<S: ObjectStore>(store: &mut S, prefix: &str) -> Result<ArchiveView, String> {
-        let identity_key = Key::new(IDENTITY_KEY).expect("constant key");
-        let identity = match store.get(&identity_key, None).await {
-            Ok((_, bytes)) => IdentityRecord::parse(&String::from_utf8_lossy(&bytes))
-                .map_err(|e| format!("the archive's {IDENTITY_KEY} is damaged: {e}"))?,
-            Err(StorageError::NotFound(_)) => {
+        let identity = match crate::archive::read_identity(store).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
                 return Err(format!(
                     "{prefix} holds no walship archive (no {IDENTITY_KEY}): check the prefix"
                 ));
             }
-            Err(e) => return Err(format!("get {IDENTITY_KEY}: {e}")),
+            Err(e) => return Err(e.to_string()),
         };
         let segment_size = identity.cluster.wal_segment_size;
         let (objects, _) = transfer::list_all(store, "wal/", None)
@@ -50,6 +51,21 @@ impl ArchiveView {
             .filter_map(|o| o.key.strip_prefix("wal/"))
             .collect();
         let inventory = WalInventory::new(names, segment_size);
+        let mut last_archived_ms: BTreeMap<u32, u64> = BTreeMap::new();
+        for o in &objects {
+            let Some(ms) = o.last_modified_ms else {
+                continue;
+            };
+            let Some(name) = o.key.strip_prefix("wal/") else {
+                continue;
+            };
+            if let Some((tl, _)) =
+                crate::timeline::WalEntry::classify(name, segment_size).and_then(|e| e.position())
+            {
+                let newest = last_archived_ms.entry(tl).or_default();
+                *newest = (*newest).max(ms);
+            }
+        }
 
         let mut histories = BTreeMap::new();
         let mut history_problems = Vec::new();
@@ -86,6 +102,7 @@ impl ArchiveView {
             histories,
             history_problems,
             backups,
+            last_archived_ms,
         })
     }
 

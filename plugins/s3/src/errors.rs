@@ -272,6 +272,20 @@ pub fn from_reply(reply: &S3Reply, op: &Op<'_>, cx: &Context) -> Error {
                  (damaged in transit){said}"
             ))
         }
+        // Never "not found": without s3:ListBucket S3 answers 403 for a key
+        // that does not exist, and a restore must not take a forbidden WAL
+        // file for a missing one (that would end recovery early).
+        (403, _) | (_, "AccessDenied" | "AllAccessDisabled" | "AccountProblem")
+            if matches!(op.action, Action::Read) =>
+        {
+            Error::PermissionDenied(format!(
+                "the credentials of {} are valid but not allowed to {verb} {target}{said}; \
+                 if the object may simply not exist, grant s3:ListBucket on bucket {bucket}: \
+                 without it S3 answers 403 for a missing key, and walship cannot tell a missing \
+                 WAL file from a forbidden one",
+                cx.who()
+            ))
+        }
         (403, _) | (_, "AccessDenied" | "AllAccessDisabled" | "AccountProblem") => {
             Error::PermissionDenied(format!(
                 "the credentials of {} are valid but not allowed to {verb} {target}{said}",
@@ -466,6 +480,16 @@ mod tests {
                 if m.contains("valid but not allowed to read s3://archive/db1/wal/1") && m.contains("AKIAEXAMPLE")
         ));
         assert!(matches!(map(403, "", READ), Error::PermissionDenied(_)));
+        // A read refused with 403 (a missing key, to a role without
+        // s3:ListBucket) is never "not found", and says what to grant.
+        assert!(matches!(
+            map(403, "", READ),
+            Error::PermissionDenied(m) if m.contains("s3:ListBucket") && m.contains("missing")
+        ));
+        assert!(matches!(
+            map(403, "AccessDenied", CREATE),
+            Error::PermissionDenied(m) if !m.contains("ListBucket")
+        ));
         assert!(matches!(
             map(400, "AuthorizationHeaderMalformed", READ),
             Error::InvalidConfig(m) if m.contains("AWS_REGION")

@@ -1,0 +1,196 @@
+//! A TCP proxy on 127.0.0.1 that makes a storage service flaky, the way a
+//! bad network or an overloaded service is: some connections get an HTTP
+//! 503, some are dropped before any answer, some stall, and every other one
+//! is cut after a random number of response bytes (a body that ends early,
+//! a connection reset half-way). Tests put it between walship and a local
+//! stand-in to prove that transient faults slow a restore down but never
+//! end it.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::Duration;
+
+/// What the proxy did, for a test to check that faults really happened.
+#[derive(Debug, Default)]
+pub struct FaultCounts {
+    pub connections: AtomicU64,
+    pub answered_503: AtomicU64,
+    pub dropped: AtomicU64,
+    pub stalled: AtomicU64,
+    pub cut: AtomicU64,
+}
+
+impl FaultCounts {
+    /// Connections that met a fault (a stall is not one).
+    pub fn faults(&self) -> u64 {
+        self.answered_503.load(Ordering::Relaxed)
+            + self.dropped.load(Ordering::Relaxed)
+            + self.cut.load(Ordering::Relaxed)
+    }
+}
+
+pub struct FaultProxy {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    pub counts: Arc<FaultCounts>,
+}
+
+/// The fate of one connection, drawn when it is accepted.
+enum Fate {
+    Answer503,
+    Drop,
+    /// Wait this long, then forward (and cut like the others).
+    Stall(Duration),
+    Forward,
+}
+
+impl FaultProxy {
+    /// Forwards to `upstream`. `fault_percent` of the connections get a 503
+    /// or are dropped; the rest are cut after 64 KiB to `cut_max` response
+    /// bytes (so long transfers fail too).
+    pub fn start(upstream: SocketAddr, fault_percent: u64, cut_max: u64) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts = Arc::new(FaultCounts::default());
+        let (stop2, counts2) = (stop.clone(), counts.clone());
+        thread::spawn(move || {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ u64::from(port));
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let _ = client.set_nonblocking(false);
+                        counts2.connections.fetch_add(1, Ordering::Relaxed);
+                        let roll = rng.below(100);
+                        let fate = if roll < fault_percent / 2 {
+                            Fate::Answer503
+                        } else if roll < fault_percent {
+                            Fate::Drop
+                        } else if roll < fault_percent + 5 {
+                            Fate::Stall(Duration::from_millis(500 + rng.below(1500)))
+                        } else {
+                            Fate::Forward
+                        };
+                        let cut_after = 65_536 + rng.below(cut_max.max(65_537) - 65_536);
+                        let counts = counts2.clone();
+                        thread::spawn(move || {
+                            let _ = serve(client, upstream, fate, cut_after, &counts);
+                        });
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FaultProxy { port, stop, counts }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    fate: Fate,
+    cut_after: u64,
+    counts: &FaultCounts,
+) -> io::Result<()> {
+    match fate {
+        Fate::Answer503 => {
+            read_request_head(&mut client)?;
+            counts.answered_503.fetch_add(1, Ordering::Relaxed);
+            client.write_all(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+                  Content-Length: 19\r\nConnection: close\r\n\r\nservice unavailable",
+            )?;
+            return client.shutdown(Shutdown::Both);
+        }
+        Fate::Drop => {
+            read_request_head(&mut client)?;
+            counts.dropped.fetch_add(1, Ordering::Relaxed);
+            return client.shutdown(Shutdown::Both);
+        }
+        Fate::Stall(d) => {
+            counts.stalled.fetch_add(1, Ordering::Relaxed);
+            thread::sleep(d);
+        }
+        Fate::Forward => {}
+    }
+    let server = TcpStream::connect(upstream)?;
+    let (mut c_read, mut s_write) = (client.try_clone()?, server.try_clone()?);
+    let requests = thread::spawn(move || {
+        let _ = io::copy(&mut c_read, &mut s_write);
+        let _ = s_write.shutdown(Shutdown::Write);
+    });
+    // Responses, up to `cut_after` bytes; then both ends are closed.
+    let (mut s_read, mut c_write) = (server.try_clone()?, client.try_clone()?);
+    let mut sent = 0u64;
+    let mut buf = vec![0u8; 16 << 10];
+    let mut was_cut = false;
+    loop {
+        let n = match s_read.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let room = (cut_after - sent) as usize;
+        if n >= room {
+            let _ = c_write.write_all(&buf[..room]);
+            was_cut = true;
+            break;
+        }
+        if c_write.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        sent += n as u64;
+    }
+    if was_cut {
+        counts.cut.fetch_add(1, Ordering::Relaxed);
+    }
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = server.shutdown(Shutdown::Both);
+    let _ = requests.join();
+    Ok(())
+}
+
+/// Reads up to the end of the first request's head (or what arrives in a
+/// second), so a fault answers a request rather than a connect.
+fn read_request_head(client: &mut TcpStream) -> io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65_536 {
+        match client.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
+/// xorshift64*: enough to spread fates.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
