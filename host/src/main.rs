@@ -25,6 +25,7 @@ mod storage;
 mod timeline;
 mod transfer;
 mod wal_name;
+mod wal_text_files;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -47,6 +48,12 @@ fn main() -> ExitCode {
         Command::WalFetch { .. } => commands::wal_fetch::real_error_code(&cwd),
         _ => EXIT_FAILURE,
     };
+    // The table of WAL-G's names needs no settings (and must print even
+    // while a refused one is set).
+    if let Command::Config { names: true } = cli.command {
+        print!("{}", settings::names::markdown_table());
+        return ExitCode::SUCCESS;
+    }
     let settings = match settings::resolve(&cli.global, &settings::Environment::capture()) {
         // A base backup of a large cluster takes far longer than the default
         // deadline, which is for the commands PostgreSQL runs; WALSHIP_TIMEOUT
@@ -77,6 +84,7 @@ fn main() -> ExitCode {
             )));
         }
     };
+    settings::report_warnings(&settings);
     start_watchdog(settings.deadline + Duration::from_secs(10), failure_code);
     let deadline = settings.deadline;
     let ctx = Context {
@@ -150,6 +158,7 @@ async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
         Command::WalShow { json } => commands::wal_show::run(ctx, *json).await,
         Command::WalVerify { checks, json } => commands::wal_verify::run(ctx, checks, *json).await,
         Command::Delete(command) => commands::delete::run(ctx, command).await,
+        Command::Config { names } => commands::config::run(ctx, *names).await,
         Command::Plugin(PluginCommand::Inspect {
             file_or_scheme: plugin,
         }) => commands::plugin_inspect::run(ctx, plugin).await,

@@ -29,11 +29,16 @@ pub struct PrefetchDir {
 }
 
 impl PrefetchDir {
-    /// The prefetch directory for `prefix` in the data directory `data_dir`.
-    pub fn new(data_dir: &Path, prefix: &str) -> Self {
+    /// The prefetch directory for `prefix` in the data directory `data_dir`,
+    /// or under `root` (WALG_PREFETCH_DIR; relative to the data directory).
+    pub fn new(data_dir: &Path, root: Option<&Path>, prefix: &str) -> Self {
         let key = blake3::hash(prefix.as_bytes()).to_hex();
+        let root = match root {
+            Some(r) => data_dir.join(r),
+            None => data_dir.join("pg_wal/walship_prefetch"),
+        };
         Self {
-            dir: data_dir.join("pg_wal/walship_prefetch").join(&key[..16]),
+            dir: root.join(&key[..16]),
         }
     }
 
@@ -47,6 +52,13 @@ impl PrefetchDir {
         match std::fs::rename(self.path_of(name), destination) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            // A WALG_PREFETCH_DIR on another filesystem than pg_wal.
+            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+                let bytes = std::fs::read(self.path_of(name))?;
+                crate::file_write::write_into_place(destination, &bytes)?;
+                let _ = std::fs::remove_file(self.path_of(name));
+                Ok(true)
+            }
             Err(e) => Err(e),
         }
     }
@@ -160,8 +172,8 @@ mod tests {
         let data = std::env::temp_dir().join(format!("walship-prefetch-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
         std::fs::create_dir_all(data.join("pg_wal")).unwrap();
-        let p = PrefetchDir::new(&data, "s3://b/one");
-        let other = PrefetchDir::new(&data, "s3://b/two");
+        let p = PrefetchDir::new(&data, None, "s3://b/one");
+        let other = PrefetchDir::new(&data, None, "s3://b/two");
         let _lock = p.lock().unwrap().expect("first lock");
         assert!(p.lock().unwrap().is_none(), "one prefetcher at a time");
         let seg = name("000000010000000000000005");
@@ -192,7 +204,7 @@ mod tests {
         let data =
             std::env::temp_dir().join(format!("walship-prefetch-cursor-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
-        let p = PrefetchDir::new(&data, "s3://b/p");
+        let p = PrefetchDir::new(&data, None, "s3://b/p");
         assert_eq!(p.cursor(), None);
         assert!(!p.running());
         p.set_cursor(&name("000000010000000000000009")).unwrap();

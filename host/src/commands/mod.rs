@@ -4,6 +4,7 @@
 pub mod backup_fetch;
 pub mod backup_list;
 pub mod backup_push;
+pub mod config;
 pub mod delete;
 pub mod plugin_inspect;
 pub mod plugin_install;
