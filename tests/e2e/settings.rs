@@ -475,3 +475,234 @@ fn prefetch_follows_walg_download_concurrency_and_prefetch_dir() {
     // The prefetcher leaves 2 s after the last request.
     std::thread::sleep(std::time::Duration::from_secs(3));
 }
+
+/// A test CA and a server certificate for `localhost` only (no IP in it),
+/// made with openssl in `dir`: (ca.crt, server.crt, server.key).
+fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        walship_e2e::Run::new("openssl")
+            .args(args)
+            .cwd(dir)
+            .run()
+            .ok();
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=walship test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.crt",
+    ]);
+    (
+        dir.join("ca.crt"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+    )
+}
+
+/// A running cluster on 127.0.0.1 (TLS with `certs` if given), archiving
+/// to `archive`, that lets
+/// `postgres` in over TCP only with a password (SCRAM), over TLS only when
+/// TLS is on.
+fn tcp_cluster(
+    scratch: &Scratch,
+    archive: &WalshipArchive,
+    certs: Option<(&Path, &Path)>,
+) -> Cluster {
+    let mut cluster = Cluster::init(scratch, "tcp");
+    cluster.archive_to(archive, "on");
+    cluster.set("listen_addresses", "127.0.0.1");
+    cluster.set("log_connections", "on");
+    let host_line = match certs {
+        Some((crt, key)) => {
+            let data = cluster.data_dir();
+            fs::copy(crt, data.join("server.crt")).unwrap();
+            fs::copy(key, data.join("server.key")).unwrap();
+            for f in ["server.crt", "server.key"] {
+                walship_e2e::process::chown_postgres(&data.join(f));
+                walship_e2e::scratch::set_mode(&data.join(f), 0o600);
+            }
+            cluster.set("ssl", "on");
+            "hostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n"
+        }
+        None => {
+            cluster.set("ssl", "off");
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+        }
+    };
+    fs::write(
+        cluster.data_dir().join("pg_hba.conf"),
+        format!("local all all trust\n{host_line}"),
+    )
+    .unwrap();
+    cluster.start();
+    cluster.psql("alter user postgres password 'tls-test-secret'");
+    cluster
+}
+
+fn backup_push_over_tcp(
+    archive: &WalshipArchive,
+    cluster: &Cluster,
+    host: &str,
+    tls: &[(&str, &str)],
+) -> Outcome {
+    archive
+        .walship()
+        .env("PGHOST", host)
+        .env("PGPORT", cluster.port().to_string())
+        .env("PGUSER", "postgres")
+        .env("PGPASSWORD", "tls-test-secret")
+        .envs(tls.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .arg("backup-push")
+        .arg(cluster.data_dir())
+        .run()
+}
+
+/// Issue 24: PGSSLMODE was ignored by backup-push; no TLS was requested
+/// and the password went to the server in clear.
+#[test]
+fn backup_push_speaks_tls_to_postgresql_as_libpq() {
+    let scratch = Scratch::new("pg-tls");
+    let certs = scratch.postgres_dir("certs", 0o755);
+    let (ca, crt, key) = test_certificates(&certs);
+    let archive = WalshipArchive::file(&scratch, "archive");
+    let cluster = tcp_cluster(&scratch, &archive, Some((&crt, &key)));
+    let ca = ca.display().to_string();
+
+    // The server takes TLS only: verify-full with the right CA and name.
+    let out = backup_push_over_tcp(
+        &archive,
+        &cluster,
+        "localhost",
+        &[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", &ca)],
+    );
+    assert!(out.success(), "{out}");
+    // verify-ca checks the chain only: an address the certificate does not
+    // name is fine; verify-full refuses it.
+    let out = backup_push_over_tcp(
+        &archive,
+        &cluster,
+        "127.0.0.1",
+        &[("PGSSLMODE", "verify-ca"), ("PGSSLROOTCERT", &ca)],
+    );
+    assert!(out.success(), "{out}");
+    let out = backup_push_over_tcp(
+        &archive,
+        &cluster,
+        "127.0.0.1",
+        &[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", &ca)],
+    );
+    assert_refused_with_one_line(&out, &["certificate", "sslmode verify-full"]);
+    // A root certificate that did not sign the server's: refused even
+    // under require (libpq checks the chain when a root certificate is
+    // given).
+    let other = scratch.postgres_dir("other-ca", 0o755);
+    let (other_ca, _, _) = test_certificates(&other);
+    let out = backup_push_over_tcp(
+        &archive,
+        &cluster,
+        "localhost",
+        &[
+            ("PGSSLMODE", "require"),
+            ("PGSSLROOTCERT", &other_ca.display().to_string()),
+        ],
+    );
+    assert_refused_with_one_line(&out, &["certificate"]);
+    // disable really is plain text, which this server rejects.
+    let out = backup_push_over_tcp(&archive, &cluster, "localhost", &[("PGSSLMODE", "disable")]);
+    assert_refused_with_one_line(&out, &["pg_hba.conf", "no encryption"]);
+    // prefer (libpq's default) encrypts when the server offers it.
+    let out = backup_push_over_tcp(&archive, &cluster, "localhost", &[]);
+    assert!(out.success(), "{out}");
+}
+
+#[test]
+fn require_never_talks_in_clear_to_a_server_without_tls() {
+    let scratch = Scratch::new("pg-no-tls");
+    let archive = WalshipArchive::file(&scratch, "archive");
+    let cluster = tcp_cluster(&scratch, &archive, None);
+    let log_lines_before = cluster.log_tail(10_000).lines().count();
+    let out = backup_push_over_tcp(&archive, &cluster, "127.0.0.1", &[("PGSSLMODE", "require")]);
+    assert_refused_with_one_line(&out, &["does not support TLS", "nothing was sent in clear"]);
+    // The server never got as far as a user name, let alone a password.
+    let log = cluster.log_tail(10_000);
+    let new: Vec<&str> = log.lines().skip(log_lines_before).collect();
+    assert!(
+        !new.iter().any(|l| l.contains("connection authorized")
+            || l.contains("authentication")
+            || l.contains("user=postgres")),
+        "{new:#?}"
+    );
+    // What went over the wire, byte for byte: only the 8-byte SSLRequest
+    // (a listener that answers 'N' as a server without TLS does).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request = [0u8; 8];
+        conn.read_exact(&mut request).unwrap();
+        conn.write_all(b"N").unwrap();
+        let mut rest = Vec::new();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let _ = conn.read_to_end(&mut rest);
+        (request, rest)
+    });
+    let out = archive
+        .walship()
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", port.to_string())
+        .env("PGPASSWORD", "tls-test-secret")
+        .env("PGSSLMODE", "verify-full")
+        .env("PGSSLROOTCERT", "/etc/ssl/certs/ca-certificates.crt")
+        .arg("backup-push")
+        .arg(cluster.data_dir())
+        .run();
+    assert!(!out.success(), "{out}");
+    let (request, rest) = server.join().unwrap();
+    // Length 8, then PostgreSQL's SSLRequest code 80877103.
+    assert_eq!(request, [0, 0, 0, 8, 4, 210, 22, 47]);
+    assert!(rest.is_empty(), "sent after the refusal: {rest:?}");
+    // prefer goes on in clear, as libpq does, and works.
+    let out = backup_push_over_tcp(&archive, &cluster, "127.0.0.1", &[]);
+    assert!(out.success(), "{out}");
+}
