@@ -145,6 +145,22 @@ pub enum Command {
     Plugin(PluginCommand),
 }
 
+impl Command {
+    /// Whether the command stores into the archive, and so may create the
+    /// archive's directory on the file backend. Everything else only reads
+    /// (or deletes from an archive that must already be there).
+    pub fn writes_to_archive(&self) -> bool {
+        matches!(
+            self,
+            Command::WalPush { .. }
+                | Command::WalPushAhead { .. }
+                | Command::BackupPush { .. }
+                | Command::Storage(StorageCommand::Put { .. })
+                | Command::Plugin(PluginCommand::Test { .. })
+        )
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum DeleteCommand {
     /// Keep the newest N backups: `delete retain [FULL|FIND_FULL] N`

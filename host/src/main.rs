@@ -5,6 +5,7 @@
 //! PostgreSQL expects.
 
 mod archive;
+mod archive_dir;
 mod backup;
 mod cli;
 mod commands;
@@ -40,6 +41,7 @@ const SIGNAL_GRACE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let started = Instant::now();
+    archive_dir::keep_files_private();
     let cli = Cli::parse();
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
     // What code a failure outside the command itself (bad settings, deadline,
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
         settings,
         cwd,
         started,
+        writes: cli.command.writes_to_archive(),
     };
 
     let runtime = match tokio::runtime::Builder::new_current_thread()

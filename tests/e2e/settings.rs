@@ -706,3 +706,212 @@ fn require_never_talks_in_clear_to_a_server_without_tls() {
     let out = backup_push_over_tcp(&archive, &cluster, "127.0.0.1", &[]);
     assert!(out.success(), "{out}");
 }
+
+/// Issue 24: backup-list printed "No backups found" and exited 0 on a
+/// mistyped prefix or a WAL-G archive, so restore loops that wait for it to
+/// succeed fell straight through.
+#[test]
+fn backup_list_fails_on_a_prefix_without_a_walship_archive() {
+    let s = Setup::new("backup-list");
+    let empty = WalshipArchive::file(&s.scratch, "empty");
+    let out = empty.walship().arg("backup-list").run();
+    assert_refused_with_one_line(&out, &["no walship archive", "check the prefix"]);
+    let walg = WalshipArchive::file(&s.scratch, "walg");
+    s.scratch.postgres_file(
+        "walg/basebackups_005/base_000000010000000000000002_backup_stop_sentinel.json",
+        b"{}",
+    );
+    s.scratch
+        .postgres_file("walg/wal_005/000000010000000000000001.lz4", b"x");
+    let out = walg.walship().args(["backup-list", "--json"]).run();
+    assert_refused_with_one_line(&out, &["WAL-G archive", "cannot read it yet"]);
+    // A walship archive without backups yet: an empty list is the answer.
+    s.push_with(&[], &s.segment).ok();
+    let out = s.archive.walship().arg("backup-list").run().ok();
+    assert_eq!(out.stdout, "No backups found\n");
+}
+
+/// `walship ARGS` as postgres from a shell whose umask is 000, as a
+/// careless service or an operator's shell might have it.
+fn with_umask_000(archive: &WalshipArchive, cwd: &Path, args: &[&str]) -> Outcome {
+    walship_e2e::Run::new("sh")
+        .args(["-c", "umask 000 && exec \"$0\" \"$@\""])
+        .arg(walship_e2e::walship::walship_bin())
+        .args(args)
+        .envs(archive.settings())
+        .cwd(cwd)
+        .as_postgres()
+        .run()
+}
+
+/// Issue 24: archive files followed the caller's umask, so base backups
+/// ended up world-readable on the file backend.
+#[test]
+fn archive_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new("modes");
+    // A prefix walship creates itself (its parent exists).
+    let parent = s.scratch.postgres_dir("parent", 0o755);
+    let archive = WalshipArchive::new(&s.scratch, format!("file://{}/archive", parent.display()));
+    with_umask_000(
+        &archive,
+        s.cluster.data_dir(),
+        &["wal-push", &format!("pg_wal/{}", s.segment)],
+    )
+    .ok();
+    let blob = s
+        .scratch
+        .postgres_file("blob", b"a volume of a base backup");
+    with_umask_000(
+        &archive,
+        s.cluster.data_dir(),
+        &[
+            "st",
+            "put",
+            "backups/base_1/volume_0001.tar.zst",
+            &blob.display().to_string(),
+        ],
+    )
+    .ok();
+    let root = parent.join("archive");
+    let mut seen = 0;
+    let mut check = vec![root.clone()];
+    while let Some(path) = check.pop() {
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        if path.is_dir() {
+            assert_eq!(mode, 0o700, "{} is {mode:o}", path.display());
+            check.extend(fs::read_dir(&path).unwrap().flatten().map(|e| e.path()));
+        } else {
+            assert_eq!(mode, 0o600, "{} is {mode:o}", path.display());
+            seen += 1;
+        }
+    }
+    // identity, the segment, the volume
+    assert!(seen >= 3, "{seen} files");
+}
+
+/// Issue 24: read commands created a missing prefix directory, and
+/// wal-push into a mistyped path silently started a new archive.
+#[test]
+fn reads_create_nothing_and_a_mistyped_path_is_refused() {
+    let s = Setup::new("no-create");
+    let parent = s.scratch.postgres_dir("parent", 0o700);
+    let missing = parent.join("not-there");
+    let at = |dir: &Path| WalshipArchive::new(&s.scratch, format!("file://{}", dir.display()));
+    let archive = at(&missing);
+    for args in [
+        vec!["wal-fetch", &s.segment, "pg_wal/RECOVERYXLOG"],
+        vec!["wal-show"],
+        vec!["wal-verify"],
+        vec!["backup-list"],
+        vec!["delete", "retain", "1"],
+        vec!["st", "ls"],
+    ] {
+        let out = archive
+            .walship()
+            .cwd(s.cluster.data_dir())
+            .args(&args)
+            .run();
+        assert!(
+            !out.success(),
+            "{args:?} succeeded on a missing prefix:\n{out}"
+        );
+        assert!(!missing.exists(), "{args:?} created {}", missing.display());
+    }
+    // A typo one level up: the parent is missing too. Refused, nothing made.
+    let typo = parent.join("typo/archive");
+    let out = at(&typo)
+        .walship()
+        .cwd(s.cluster.data_dir())
+        .args(["wal-push", &format!("pg_wal/{}", s.segment)])
+        .run();
+    assert_refused_with_one_line(&out, &["does not exist", "mistyped"]);
+    assert!(!parent.join("typo").exists());
+    // The archive directory itself, in an existing parent, is created.
+    s.push_with(
+        &[("WALSHIP_PREFIX", &format!("file://{}", missing.display()))],
+        &s.segment,
+    )
+    .ok();
+    assert!(missing.join("wal").join(&s.segment).is_file());
+}
+
+/// Issue 24: with RUST_BACKTRACE set in the server's environment, frames
+/// were appended to the one line PostgreSQL logs. Every failure, whatever
+/// its source (settings, storage, a plugin trap, PostgreSQL), stays one
+/// line.
+#[test]
+fn failures_stay_one_line_with_rust_backtrace_set() {
+    let s = Setup::new("one-line");
+    let backtrace = [("RUST_BACKTRACE", "full"), ("RUST_LIB_BACKTRACE", "1")];
+    let one_line = |out: &Outcome, what: &str| {
+        assert!(!out.success(), "{what} succeeded:\n{out}");
+        assert_eq!(out.stderr_lines().len(), 1, "{what}:\n{out}");
+        let lower = out.stderr.to_lowercase();
+        assert!(
+            !lower.contains("backtrace") && !lower.contains("<unknown>"),
+            "{what}:\n{out}"
+        );
+    };
+    let with = |extra: &[(&str, &str)]| {
+        s.archive.walship().cwd(s.cluster.data_dir()).envs(
+            backtrace
+                .iter()
+                .chain(extra)
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    };
+    let push = format!("pg_wal/{}", s.segment);
+    one_line(
+        &with(&[("WALG_LIBSODIUM_KEY", "k")])
+            .args(["wal-push", &push])
+            .run(),
+        "a refused setting",
+    );
+    one_line(
+        &with(&[("WALG_UPLOAD_CONCURRENCY", "many")])
+            .args(["wal-push", &push])
+            .run(),
+        "an invalid value",
+    );
+    let missing = format!("file://{}/missing", s.scratch.path().display());
+    one_line(
+        &with(&[("WALSHIP_PREFIX", &missing)])
+            .args(["backup-list"])
+            .run(),
+        "a missing archive",
+    );
+    one_line(
+        &with(&[("PGHOST", "127.0.0.1"), ("PGPORT", "1")])
+            .arg("backup-push")
+            .arg(s.cluster.data_dir())
+            .run(),
+        "no PostgreSQL to talk to",
+    );
+    // A plugin stopped at its deadline (the hostile test plugin spins on
+    // this key). Not covered: a guest's own panic message, which goes to
+    // the plugin's stderr and passes through the sandbox as is.
+    let store = s.scratch.postgres_dir("hostile-store", 0o700);
+    let data = s.scratch.postgres_file("data", b"x");
+    let hostile = Walship::new()
+        .as_postgres()
+        .envs(
+            backtrace
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .arg("--plugin")
+        .arg(walship_e2e::walship::hostile_plugin())
+        .arg("--prefix")
+        .arg(format!("hostile://{}", store.display()))
+        .arg("--cache-dir")
+        .arg(s.scratch.postgres_dir("hostile-cache", 0o700));
+    one_line(
+        &hostile
+            .env("WALSHIP_PLUGIN_CALL_TIMEOUT", "1")
+            .args(["st", "put", "attack/spin"])
+            .arg(&data)
+            .run(),
+        "a plugin past its deadline",
+    );
+}

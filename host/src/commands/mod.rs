@@ -139,6 +139,9 @@ pub struct Context {
     /// The working directory: the data directory when PostgreSQL runs us.
     pub cwd: PathBuf,
     pub started: Instant,
+    /// The command writes to the archive, so it may create the archive's
+    /// directory (never its parents); reads never create anything.
+    pub writes: bool,
 }
 
 impl Context {
@@ -150,6 +153,7 @@ impl Context {
             policy: self.settings.policy.clone(),
             log_level: self.settings.log_level,
             ca_file: self.settings.ca_file.clone(),
+            create_missing_directory: self.writes,
         }
     }
 
