@@ -620,6 +620,14 @@ pub const KNOWN: &[Known] = &[
         "OS_TENANT_ID",
         "swift plugin: the project's id (Keystone v3), as python-swiftclient",
     ),
+    honoured(
+        "OS_IDENTITY_API_VERSION",
+        "swift plugin: 3 (2 is refused: v2 is gone from current Keystone)",
+    ),
+    honoured(
+        "OS_AUTH_VERSION",
+        "swift plugin: 3 (2 is refused: v2 is gone from current Keystone)",
+    ),
     honoured("OS_USER_DOMAIN_NAME", "swift plugin"),
     honoured("OS_PROJECT_DOMAIN_NAME", "swift plugin"),
     honoured("OS_REGION_NAME", "swift plugin"),
