@@ -83,6 +83,8 @@ pub enum ArchiveError {
     Corrupt { key: String, source: FormatError },
     #[error("{0} is not in the archive")]
     NotInArchive(String),
+    #[error(transparent)]
+    InvalidText(#[from] crate::wal_text_files::InvalidWalText),
 }
 
 impl ArchiveError {
@@ -163,6 +165,7 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         local: &ClusterIdentity,
     ) -> Result<PushOutcome, ArchiveError> {
         check_belongs_to(name, &encoded.leading, encoded.header.content.length, local)?;
+        crate::wal_text_files::check(name, &encoded)?;
         let t = std::time::Instant::now();
         self.archive_id = self.ensure_identity(local).await?;
         self.timings.identity = t.elapsed();

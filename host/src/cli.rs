@@ -12,8 +12,9 @@ use clap::{Args, Parser, Subcommand};
     about = "Continuous archiving for PostgreSQL, with sandboxed WebAssembly storage backends",
     long_about = "Continuous archiving for PostgreSQL.\n\n\
         In postgresql.conf:\n  archive_command = 'walship wal-push %p'\n  restore_command = 'walship wal-fetch %f %p'\n\n\
-        Settings come from flags, then environment variables (WALSHIP_* and WAL-G's names), then the TOML file \
-        given by --config or WALSHIP_CONFIG."
+        Settings come from flags, then environment variables (WALSHIP_* and WAL-G's names), then the settings file \
+        given by --config or WALSHIP_CONFIG (TOML, or WAL-G's JSON for a .json name; else ~/.walg.json). \
+        `walship config` shows what each resolved to and where it came from."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -24,7 +25,8 @@ pub struct Cli {
 
 #[derive(Debug, Args, Default)]
 pub struct GlobalArgs {
-    /// TOML settings file [env: WALSHIP_CONFIG]
+    /// Settings file: TOML, or WAL-G's JSON when the name ends in .json
+    /// [env: WALSHIP_CONFIG; default ~/.walg.json if it exists]
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Where the archive lives, e.g. file:///var/lib/walship [env: WALSHIP_PREFIX, WALG_FILE_PREFIX, ...]
@@ -132,12 +134,36 @@ pub enum Command {
         #[arg(long)]
         use_recorded_tablespace_locations: bool,
     },
+    /// Print the settings walship would run with, where each came from
+    /// (flag, environment, settings file or default), secrets masked
+    Config {
+        /// Print instead what walship does with each of WAL-G's setting
+        /// names (honoured, refused or ignored), as a Markdown table
+        #[arg(long)]
+        names: bool,
+    },
     /// Raw object operations through the storage plugin (no archive format)
     #[command(name = "st", subcommand)]
     Storage(StorageCommand),
     /// Inspect plugins
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+impl Command {
+    /// Whether the command stores into the archive, and so may create the
+    /// archive's directory on the file backend. Everything else only reads
+    /// (or deletes from an archive that must already be there).
+    pub fn writes_to_archive(&self) -> bool {
+        matches!(
+            self,
+            Command::WalPush { .. }
+                | Command::WalPushAhead { .. }
+                | Command::BackupPush { .. }
+                | Command::Storage(StorageCommand::Put { .. })
+                | Command::Plugin(PluginCommand::Test { .. })
+        )
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -259,6 +285,8 @@ mod tests {
                 "/a=/b",
             ],
             &["walship", "wal-show", "--json"],
+            &["walship", "config"],
+            &["walship", "config", "--names"],
             &["walship", "wal-verify", "integrity", "timeline", "--json"],
             &["walship", "delete", "retain", "FULL", "2", "--confirm"],
             &["walship", "delete", "retain", "2"],

@@ -26,6 +26,7 @@ macro_rules! println {
 }
 
 mod archive;
+mod archive_dir;
 mod backup;
 mod cli;
 mod commands;
@@ -49,6 +50,7 @@ mod storage;
 mod timeline;
 mod transfer;
 mod wal_name;
+mod wal_text_files;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -63,6 +65,7 @@ const SIGNAL_GRACE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let started = Instant::now();
+    archive_dir::keep_files_private();
     let cli = Cli::parse();
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
     // What code a failure outside the command itself (bad settings, deadline,
@@ -72,6 +75,12 @@ fn main() -> ExitCode {
         _ => EXIT_FAILURE,
     };
     install_panic_hook(failure_code);
+    // The table of WAL-G's names needs no settings (and must print even
+    // while a refused one is set).
+    if let Command::Config { names: true } = cli.command {
+        print!("{}", settings::names::markdown_table());
+        return ExitCode::SUCCESS;
+    }
     let settings = match settings::resolve(&cli.global, &settings::Environment::capture()) {
         // A base backup of a large cluster takes far longer than the default
         // deadline, which is for the commands PostgreSQL runs; WALSHIP_TIMEOUT
@@ -114,12 +123,14 @@ fn main() -> ExitCode {
             )));
         }
     };
+    settings::report_warnings(&settings);
     start_watchdog(settings.deadline + Duration::from_secs(10), failure_code);
     let deadline = settings.deadline;
     let ctx = Context {
         settings,
         cwd,
         started,
+        writes: cli.command.writes_to_archive(),
     };
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -197,6 +208,7 @@ async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
         Command::WalShow { json } => commands::wal_show::run(ctx, *json).await,
         Command::WalVerify { checks, json } => commands::wal_verify::run(ctx, checks, *json).await,
         Command::Delete(command) => commands::delete::run(ctx, command).await,
+        Command::Config { names } => commands::config::run(ctx, *names).await,
         Command::Plugin(PluginCommand::Inspect {
             file_or_scheme: plugin,
         }) => commands::plugin_inspect::run(ctx, plugin).await,

@@ -31,11 +31,16 @@ pub struct PrefetchDir {
 }
 
 impl PrefetchDir {
-    /// The prefetch directory for `prefix` in the data directory `data_dir`.
-    pub fn new(data_dir: &Path, prefix: &str) -> Self {
+    /// The prefetch directory for `prefix` in the data directory `data_dir`,
+    /// or under `root` (WALG_PREFETCH_DIR; relative to the data directory).
+    pub fn new(data_dir: &Path, root: Option<&Path>, prefix: &str) -> Self {
         let key = blake3::hash(prefix.as_bytes()).to_hex();
+        let root = match root {
+            Some(r) => data_dir.join(r),
+            None => data_dir.join("pg_wal/walship_prefetch"),
+        };
         Self {
-            dir: data_dir.join("pg_wal/walship_prefetch").join(&key[..16]),
+            dir: root.join(&key[..16]),
         }
     }
 
@@ -80,6 +85,17 @@ impl PrefetchDir {
                 Ok(true)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            // A WALG_PREFETCH_DIR on another filesystem than pg_wal.
+            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+                let bytes = std::fs::read(self.path_of(name))?;
+                if blake3::hash(&bytes).to_hex().as_str() != expected.trim() {
+                    self.discard(name);
+                    return Ok(false);
+                }
+                crate::file_write::write_into_place(destination, &bytes)?;
+                self.discard(name);
+                Ok(true)
+            }
             Err(e) => Err(e),
         }
     }
@@ -207,8 +223,8 @@ mod tests {
         let data = std::env::temp_dir().join(format!("walship-prefetch-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
         std::fs::create_dir_all(data.join("pg_wal")).unwrap();
-        let p = PrefetchDir::new(&data, "s3://b/one");
-        let other = PrefetchDir::new(&data, "s3://b/two");
+        let p = PrefetchDir::new(&data, None, "s3://b/one");
+        let other = PrefetchDir::new(&data, None, "s3://b/two");
         let _lock = p.lock().unwrap().expect("first lock");
         assert!(p.lock().unwrap().is_none(), "one prefetcher at a time");
         let seg = name("000000010000000000000005");
@@ -243,7 +259,7 @@ mod tests {
         let data = std::env::temp_dir().join(format!("walship-prefetch-b3-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
         std::fs::create_dir_all(data.join("pg_wal")).unwrap();
-        let p = PrefetchDir::new(&data, "s3://b/p");
+        let p = PrefetchDir::new(&data, None, "s3://b/p");
         let seg = name("000000010000000000000005");
         p.store(&seg, b"segment five, verified").unwrap();
         // A bit flips on disk (same length, same page header).
@@ -266,7 +282,7 @@ mod tests {
         let data =
             std::env::temp_dir().join(format!("walship-prefetch-cursor-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
-        let p = PrefetchDir::new(&data, "s3://b/p");
+        let p = PrefetchDir::new(&data, None, "s3://b/p");
         assert_eq!(p.cursor(), None);
         assert!(!p.running());
         p.set_cursor(&name("000000010000000000000009")).unwrap();

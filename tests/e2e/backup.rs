@@ -774,7 +774,15 @@ fn standby_backup_under_pgbench_is_consistent_and_visible_to_delete() {
 
     let log = scratch.path().join("standby-backup.log");
     let done = std::sync::atomic::AtomicBool::new(false);
+    /// Stops the switcher however the scope ends (a failed assertion too).
+    struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     let (standby_push, newest, deleted) = thread::scope(|s| {
+        let _done = Done(&done);
         // pgbench, and WAL switches so the standby's last segment gets
         // archived (pg_backup_stop on a standby waits for it).
         let writer = s.spawn(|| primary.pgbench(&["-n", "-c", "2", "-T", "30"]));

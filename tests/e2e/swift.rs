@@ -454,6 +454,37 @@ fn keystone_v3_push_fetch_and_conformance() {
     assert!(out.stderr.contains("Keystone"), "{out}");
     assert!(!out.stderr.contains("wrong-password"), "{out}");
 
+    // KubeDB's images export the v2-era OS_TENANT_NAME / OS_TENANT_ID: with
+    // v3 they are the project's name and id (as python-swiftclient takes
+    // them), not a reason to ask for OS_PROJECT_NAME (issue 24).
+    let project = swift
+        .env()
+        .into_iter()
+        .find(|(k, _)| k == "OS_PROJECT_NAME")
+        .expect("a project")
+        .1;
+    let kubedb = archive
+        .clone()
+        .with_env("OS_PROJECT_NAME", "")
+        .with_env("OS_TENANT_NAME", project);
+    push(&kubedb, &cluster, second).ok();
+    assert_eq!(
+        fetch(&kubedb, &cluster, &scratch, second),
+        segment_bytes(&cluster, second)
+    );
+    // Keystone v2 is refused, saying it is gone and what to set instead.
+    let v2_url = swift.keystone_url().replace("/v3", "/v2.0");
+    let v2 = kubedb.clone().with_env("OS_AUTH_URL", v2_url);
+    let out = push(&v2, &cluster, second);
+    assert!(
+        (1..=125).contains(&out.exit_code()),
+        "expected a refusal:\n{out}"
+    );
+    assert!(
+        out.stderr.contains("v2") && out.stderr.contains("no longer") && out.stderr.contains("/v3"),
+        "{out}"
+    );
+
     let (_, report) = conformance(&scratch, "swift://walship/conformance", &swift.env());
     assert_suite_passed(&report);
 }

@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod connect;
 pub mod fetch;
+pub mod pg_tls;
 pub mod progress;
 pub mod push;
 pub mod volume;

@@ -24,7 +24,7 @@ use super::progress::{Progress, human_bytes};
 use super::volume::{self, Msg};
 use super::walk::{self, EntryKind};
 use crate::archive::ArchiveError;
-use crate::identity::{IDENTITY_KEY, IdentityRecord};
+use crate::identity::IDENTITY_KEY;
 use crate::object_format::Compression;
 use crate::pg_control::{ClusterIdentity, read_cluster_identity, read_consistent_control_file};
 use crate::storage::{Key, ObjectStore, StorageError};
@@ -306,17 +306,12 @@ async fn check_archive<S: ObjectStore>(
     local: &ClusterIdentity,
     prefix: &str,
 ) -> anyhow::Result<()> {
-    let key = Key::new(IDENTITY_KEY).expect("constant key");
     let mut switched = false;
     let deadline = Instant::now() + FIRST_ARCHIVE_WAIT;
     let record = loop {
-        match store.get(&key, None).await {
-            Ok((_, bytes)) => {
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| ArchiveError::DamagedIdentity("not UTF-8".into()))?;
-                break IdentityRecord::parse(&text).map_err(ArchiveError::DamagedIdentity)?;
-            }
-            Err(StorageError::NotFound(_)) => {
+        match crate::archive::read_identity(store).await {
+            Ok(Some(record)) => break record,
+            Ok(None) => {
                 if !switched {
                     switched = true;
                     let _ = client.query_one("SELECT pg_switch_wal()::text", &[]).await;
@@ -330,10 +325,11 @@ async fn check_archive<S: ObjectStore>(
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            Err(e) => bail!(
-                "get {IDENTITY_KEY}: {e}{}",
-                crate::commands::storage_hint(&e)
+            Err(ArchiveError::Storage { source, .. }) => bail!(
+                "get {IDENTITY_KEY}: {source}{}",
+                crate::commands::storage_hint(&source)
             ),
+            Err(e) => return Err(e.into()),
         }
     };
     if record.cluster.system_identifier != local.system_identifier {

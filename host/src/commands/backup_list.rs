@@ -6,6 +6,8 @@ use std::io::Write;
 use super::{Context, EXIT_FAILURE, Failure};
 use crate::backup::catalog::{self, BackupRecord};
 use crate::backup::progress::human_bytes;
+use crate::identity::IDENTITY_KEY;
+use crate::storage::{Key, ObjectStore, StorageError};
 
 pub async fn run(ctx: &Context, json: bool, detail: bool) -> Result<(), Failure> {
     let fail = |m: String| Failure::new(EXIT_FAILURE, format!("backup-list: {m}"));
@@ -13,6 +15,10 @@ pub async fn run(ctx: &Context, json: bool, detail: bool) -> Result<(), Failure>
     ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
     let plugin = ctx.load_plugin().map_err(|e| fail(format!("{e:#}")))?;
     let mut store = super::open_store(ctx, &plugin, &fail).await?;
+    let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
+    check_is_an_archive(&mut store, prefix)
+        .await
+        .map_err(fail)?;
     let records = catalog::list_backups(&mut store)
         .await
         .map_err(|e| fail(e.to_string()))?;
@@ -26,6 +32,37 @@ pub async fn run(ctx: &Context, json: bool, detail: bool) -> Result<(), Failure>
     };
     let _ = out.write_all(text.as_bytes());
     Ok(())
+}
+
+/// "No backups" is an answer only for a walship archive. Restore scripts
+/// loop until backup-list succeeds; on a mistyped prefix, or another tool's
+/// archive, an empty list would let them fall straight through.
+async fn check_is_an_archive<S: ObjectStore>(store: &mut S, prefix: &str) -> Result<(), String> {
+    let identity = Key::new(IDENTITY_KEY).expect("constant key");
+    match store.head(&identity).await {
+        Ok(_) => return Ok(()),
+        Err(StorageError::NotFound(_)) => {}
+        Err(e) => return Err(format!("head {IDENTITY_KEY}: {e}")),
+    }
+    let (objects, _) = crate::transfer::list_all(store, "", Some(100))
+        .await
+        .map_err(|e| format!("list {prefix}: {e}"))?;
+    let walg = objects
+        .iter()
+        .find(|o| o.key.starts_with("basebackups_005/") || o.key.starts_with("wal_005/"));
+    Err(match (walg, objects.first()) {
+        (Some(o), _) => format!(
+            "{prefix} holds a WAL-G archive ({}); walship cannot read it yet: list it with wal-g backup-list",
+            o.key
+        ),
+        (None, None) => format!(
+            "{prefix} holds no walship archive (it is empty): check the prefix (a typo in a bucket or path looks exactly like this)"
+        ),
+        (None, Some(o)) => format!(
+            "{prefix} holds no walship archive (no {IDENTITY_KEY}; found {}): check the prefix",
+            o.key
+        ),
+    })
 }
 
 fn table(records: &[BackupRecord], detail: bool) -> String {

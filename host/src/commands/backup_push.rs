@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{Context, EXIT_FAILURE, Failure};
 use crate::backup::connect::ConnSettings;
-use crate::backup::push::{self, DEFAULT_VOLUME_SIZE, PushOptions};
+use crate::backup::push::{self, PushOptions};
 
 /// backup-push and backup-fetch run as long as the copy takes, unless
 /// WALSHIP_TIMEOUT says otherwise.
@@ -35,19 +35,6 @@ pub async fn run(ctx: &Context, data_dir: Option<&Path>) -> Result<(), Failure> 
     } else {
         ctx.cwd.join(data_dir)
     };
-    let volume_size =
-        match var(ctx, "WALSHIP_VOLUME_SIZE").or_else(|| var(ctx, "WALG_TAR_SIZE_THRESHOLD")) {
-            None => DEFAULT_VOLUME_SIZE,
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n >= 1 << 16)
-                .ok_or_else(|| {
-                    fail(format!(
-                        "WALSHIP_VOLUME_SIZE={v:?} is not valid: a number of bytes, at least 65536"
-                    ))
-                })?,
-        };
     let conn = ConnSettings::resolve(|n| var(ctx, n), &data_dir).map_err(fail)?;
     let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
     let plugin = ctx.load_plugin().map_err(|e| fail(format!("{e:#}")))?;
@@ -58,7 +45,7 @@ pub async fn run(ctx: &Context, data_dir: Option<&Path>) -> Result<(), Failure> 
         prefix: prefix.to_string(),
         compression: ctx.settings.compression,
         concurrency: ctx.settings.upload_concurrency,
-        volume_size,
+        volume_size: ctx.settings.volume_size,
     };
     let record = push::push(store, &opts)
         .await

@@ -4,6 +4,7 @@
 pub mod backup_fetch;
 pub mod backup_list;
 pub mod backup_push;
+pub mod config;
 pub mod delete;
 pub mod plugin_inspect;
 pub mod plugin_install;
@@ -162,6 +163,9 @@ pub struct Context {
     /// The working directory: the data directory when PostgreSQL runs us.
     pub cwd: PathBuf,
     pub started: Instant,
+    /// The command writes to the archive, so it may create the archive's
+    /// directory (never its parents); reads never create anything.
+    pub writes: bool,
 }
 
 impl Context {
@@ -173,6 +177,7 @@ impl Context {
             policy: self.settings.policy.clone(),
             log_level: self.settings.log_level,
             ca_file: self.settings.ca_file.clone(),
+            create_missing_directory: self.writes,
         }
     }
 

@@ -49,7 +49,7 @@ pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Fa
     // Downloaded ahead, verified, by the prefetcher an earlier call started:
     // a rename. Its page header is checked once more against this cluster.
     let prefetch_on = ctx.settings.download_concurrency > 0 && name.has_page_header();
-    let prefetch = PrefetchDir::new(&ctx.cwd, prefix);
+    let prefetch = PrefetchDir::new(&ctx.cwd, ctx.settings.prefetch_dir.as_deref(), prefix);
     if prefetch_on && let Some(local) = &local {
         // First of all: a prefetcher at work moves on to what follows this
         // one. (Only if one ever was: a failing call leaves nothing new in

@@ -33,7 +33,7 @@ pub async fn run(ctx: &Context, name: &str) -> Result<(), Failure> {
     let name = WalFileName::parse(name).map_err(|e| fail(e.to_string()))?;
     let local = read_cluster_identity(&ctx.cwd).map_err(|e| fail(e.to_string()))?;
     let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
-    let prefetch = PrefetchDir::new(&ctx.cwd, prefix);
+    let prefetch = PrefetchDir::new(&ctx.cwd, ctx.settings.prefetch_dir.as_deref(), prefix);
     let lanes = ctx.settings.download_concurrency;
     if lanes == 0 {
         return Ok(());

@@ -49,6 +49,10 @@ pub struct RuntimeOptions {
     pub log_level: LogLevelFilter,
     /// Extra trusted CA certificates for plugins' https requests.
     pub ca_file: Option<PathBuf>,
+    /// Whether a granted directory that does not exist yet may be created
+    /// (one level: its parent must exist). Only commands that write to the
+    /// archive create it; a read never leaves a directory behind.
+    pub create_missing_directory: bool,
 }
 
 /// A loaded plugin: compiled code plus a linker, ready to instantiate.
@@ -192,12 +196,11 @@ impl Plugin {
             .map_err(|e| StorageError::InvalidConfig(e.to_string()))?;
         for dir in &grants.directories {
             if dir.writable && !dir.path.exists() {
-                std::fs::create_dir_all(&dir.path).map_err(|e| {
-                    StorageError::InvalidConfig(format!(
-                        "cannot create {}: {e}",
-                        dir.path.display()
-                    ))
-                })?;
+                crate::archive_dir::create_if_allowed(
+                    &dir.path,
+                    self.options.create_missing_directory,
+                )
+                .map_err(StorageError::InvalidConfig)?;
             }
         }
         let mut store = PluginStore {
@@ -689,6 +692,7 @@ mod tests {
             policy: SandboxPolicy::default(),
             log_level: LogLevelFilter::Error,
             ca_file: None,
+            create_missing_directory: true,
         }
     }
 

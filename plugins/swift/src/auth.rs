@@ -83,7 +83,7 @@ fn keystone_v3(k: &Keystone, password: &str, send: &Send) -> Result<Session, Err
                     "password": password,
                 }},
             },
-            "scope": {"project": {"name": k.project, "domain": {"name": k.project_domain}}},
+            "scope": {"project": k.project.scope()},
         }
     });
     let request = http::Request::post(&url)
@@ -92,8 +92,8 @@ fn keystone_v3(k: &Keystone, password: &str, send: &Send) -> Result<Session, Err
         .body(Bytes::from(body.to_string()))
         .map_err(|e| Error::Other(one_line(&format!("cannot build the Keystone request: {e}"))))?;
     let who = format!(
-        "user {:?} (domain {:?}) for project {:?} (domain {:?})",
-        k.username, k.user_domain, k.project, k.project_domain
+        "user {:?} (domain {:?}) for {}",
+        k.username, k.user_domain, k.project
     );
     let response = send(request).map_err(|failure| {
         let message = one_line(&format!("Keystone auth at {} failed: {failure}", k.url));
@@ -116,7 +116,7 @@ fn keystone_v3(k: &Keystone, password: &str, send: &Send) -> Result<Session, Err
         403 => {
             return Err(Error::PermissionDenied(one_line(&format!(
                 "Keystone at {} does not let {who} get a project-scoped token (HTTP 403): check \
-                 the user's role assignment on OS_PROJECT_NAME",
+                 the user's role assignment on the project",
                 k.url
             ))));
         }
@@ -196,7 +196,7 @@ pub fn object_store_endpoint(body: &[u8], k: &Keystone) -> Result<String, String
         .collect();
     if candidates.is_empty() {
         return Err(format!(
-            "the catalog of project {:?} has no {} object-store endpoint (set OS_STORAGE_URL, \
+            "the catalog of {} has no {} object-store endpoint (set OS_STORAGE_URL, \
              or OS_INTERFACE)",
             k.project, k.interface
         ));
@@ -259,8 +259,10 @@ mod tests {
             url: url::Url::parse("http://k:5000/v3").unwrap(),
             username: "u".into(),
             user_domain: "Default".into(),
-            project: "p".into(),
-            project_domain: "Default".into(),
+            project: crate::config::Project::Name {
+                name: "p".into(),
+                domain: "Default".into(),
+            },
             region: region.map(String::from),
             interface: "public".into(),
         }

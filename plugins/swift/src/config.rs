@@ -85,11 +85,47 @@ pub struct Keystone {
     pub url: Url,
     pub username: String,
     pub user_domain: String,
-    pub project: String,
-    pub project_domain: String,
+    pub project: Project,
     pub region: Option<String>,
     pub interface: String,
 }
+
+/// The project a token is scoped to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Project {
+    /// OS_PROJECT_NAME (or KubeDB's OS_TENANT_NAME) in OS_PROJECT_DOMAIN_NAME.
+    Name { name: String, domain: String },
+    /// OS_PROJECT_ID (or OS_TENANT_ID): unique, no domain needed.
+    Id(String),
+}
+
+impl Project {
+    /// Keystone v3's `scope.project`.
+    pub fn scope(&self) -> serde_json::Value {
+        match self {
+            Project::Name { name, domain } => {
+                serde_json::json!({"name": name, "domain": {"name": domain}})
+            }
+            Project::Id(id) => serde_json::json!({"id": id}),
+        }
+    }
+}
+
+impl std::fmt::Display for Project {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Project::Name { name, domain } => write!(f, "project {name:?} (domain {domain:?})"),
+            Project::Id(id) => write!(f, "project id {id:?}"),
+        }
+    }
+}
+
+/// Keystone v2 is gone from current Keystone (removed in the Queens
+/// release); what to set for v3 instead.
+const V2_IS_GONE: &str = "Keystone's v2 API, which current Keystone no longer serves (removed in \
+    the Queens release) and this plugin does not speak: use the v3 URL (the same host, path /v3) \
+    with OS_PROJECT_NAME or OS_TENANT_NAME (or OS_PROJECT_ID / OS_TENANT_ID), and \
+    OS_USER_DOMAIN_NAME / OS_PROJECT_DOMAIN_NAME if not Default";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -122,12 +158,18 @@ impl Settings {
             let required = |name: &str| {
                 get(name).ok_or_else(|| format!("OS_AUTH_URL is set but {name} is not"))
             };
+            for name in ["OS_IDENTITY_API_VERSION", "OS_AUTH_VERSION"] {
+                if let Some(v) = get(name)
+                    && v.starts_with('2')
+                {
+                    return Err(format!("{name}={v:?} asks for {V2_IS_GONE}"));
+                }
+            }
             AuthMethod::Keystone(Keystone {
                 url: keystone_v3(&auth_url)?,
                 username: required("OS_USERNAME")?,
                 user_domain: get("OS_USER_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
-                project: required("OS_PROJECT_NAME")?,
-                project_domain: get("OS_PROJECT_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
+                project: project(&get)?,
                 region: get("OS_REGION_NAME"),
                 interface: match get("OS_INTERFACE").as_deref() {
                     None => "public".to_string(),
@@ -201,6 +243,34 @@ pub fn http_url(setting: &str, value: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// The project, by id or by name; KubeDB's images export the v2-era
+/// OS_TENANT_NAME / OS_TENANT_ID, which python-swiftclient takes as the
+/// project's name and id with v3, and so does this plugin.
+fn project(get: &impl Fn(&str) -> Option<String>) -> Result<Project, String> {
+    let either = |a: &str, b: &str| -> Result<Option<String>, String> {
+        match (get(a), get(b)) {
+            (Some(x), Some(y)) if x != y => Err(format!(
+                "{a}={x:?} and {b}={y:?} name different projects; set one"
+            )),
+            (x, y) => Ok(x.or(y)),
+        }
+    };
+    let id = either("OS_PROJECT_ID", "OS_TENANT_ID")?;
+    let name = either("OS_PROJECT_NAME", "OS_TENANT_NAME")?;
+    match (id, name) {
+        (Some(id), _) => Ok(Project::Id(id)),
+        (None, Some(name)) => Ok(Project::Name {
+            name,
+            domain: get("OS_PROJECT_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
+        }),
+        (None, None) => Err(
+            "OS_AUTH_URL is set but no project: set OS_PROJECT_NAME (or OS_TENANT_NAME) or \
+             OS_PROJECT_ID (or OS_TENANT_ID)"
+                .to_string(),
+        ),
+    }
+}
+
 /// OS_AUTH_URL as the v3 root: `/v3` is appended when no version is named.
 fn keystone_v3(value: &str) -> Result<Url, String> {
     let trimmed = value.trim_end_matches('/');
@@ -209,9 +279,7 @@ fn keystone_v3(value: &str) -> Result<Url, String> {
     if path.ends_with("/v3") {
         Ok(url)
     } else if path.ends_with("/v2.0") || path.ends_with("/v2") {
-        Err(format!(
-            "OS_AUTH_URL={value:?} is Keystone's v2 API, which this plugin does not speak: use the v3 URL"
-        ))
+        Err(format!("OS_AUTH_URL={value:?} is {V2_IS_GONE}"))
     } else {
         http_url("OS_AUTH_URL", &format!("{trimmed}/v3"))
     }
@@ -303,7 +371,50 @@ mod tests {
                 ("OS_PROJECT_NAME", "p"),
             ],
         );
-        assert!(v2.unwrap_err().contains("v2"));
+        let e = v2.unwrap_err();
+        assert!(e.contains("v2") && e.contains("OS_TENANT_NAME"), "{e}");
+        let e = settings(
+            "swift://c",
+            &[
+                ("OS_AUTH_URL", "https://k:5000"),
+                ("OS_IDENTITY_API_VERSION", "2"),
+                ("OS_USERNAME", "u"),
+                ("OS_TENANT_NAME", "p"),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("OS_IDENTITY_API_VERSION") && e.contains("v3"),
+            "{e}"
+        );
+    }
+
+    /// KubeDB's images export OS_TENANT_NAME / OS_TENANT_ID; with v3 they
+    /// are the project's name and id, as python-swiftclient takes them.
+    #[test]
+    fn kubedb_tenant_names_are_the_project() {
+        let keystone = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("OS_AUTH_URL", "https://k:5000/v3"), ("OS_USERNAME", "u")];
+            all.extend_from_slice(pairs);
+            settings("swift://c", &all).map(|s| match s.auth {
+                AuthMethod::Keystone(k) => k.project,
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(
+            keystone(&[("OS_TENANT_NAME", "kubedb")]).unwrap(),
+            Project::Name {
+                name: "kubedb".into(),
+                domain: "Default".into()
+            }
+        );
+        assert_eq!(
+            keystone(&[("OS_TENANT_ID", "0123abcd"), ("OS_TENANT_NAME", "kubedb")]).unwrap(),
+            Project::Id("0123abcd".into())
+        );
+        assert!(keystone(&[("OS_TENANT_NAME", "a"), ("OS_PROJECT_NAME", "b")]).is_err());
+        let e = keystone(&[]).unwrap_err();
+        assert!(e.contains("OS_TENANT_NAME"), "{e}");
     }
 
     #[test]

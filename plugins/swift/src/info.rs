@@ -51,6 +51,31 @@ const CONFIG_KEYS: &[(&str, ConfigKind, &str)] = &[
         "Keystone project (tenant) the token is scoped to",
     ),
     (
+        "OS_TENANT_NAME",
+        ConfigKind::Plain,
+        "the project's name under its v2-era name (KubeDB), as python-swiftclient takes it",
+    ),
+    (
+        "OS_PROJECT_ID",
+        ConfigKind::Plain,
+        "Keystone project id the token is scoped to (instead of a name and domain)",
+    ),
+    (
+        "OS_TENANT_ID",
+        ConfigKind::Plain,
+        "the project's id under its v2-era name (KubeDB)",
+    ),
+    (
+        "OS_IDENTITY_API_VERSION",
+        ConfigKind::Plain,
+        "3 (v2 is refused: current Keystone no longer serves it)",
+    ),
+    (
+        "OS_AUTH_VERSION",
+        ConfigKind::Plain,
+        "3 (v2 is refused: current Keystone no longer serves it)",
+    ),
+    (
         "OS_USER_DOMAIN_NAME",
         ConfigKind::Plain,
         "Domain of OS_USERNAME (default: Default)",
