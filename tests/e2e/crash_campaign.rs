@@ -234,11 +234,12 @@ fn campaign(scratch: &Scratch, archive: &WalshipArchive, runs: usize) {
         }
 
         // backup-fetch of the newest backup, killed at a random moment.
-        let target = scratch.postgres_dir(&format!("fetch-{batch}"), 0o700);
+        let whole = scratch.postgres_dir(&format!("fetch-{batch}-whole"), 0o700);
         let fetch_time = timed("backup-fetch", || {
-            walship(&["backup-fetch", &target.display().to_string(), "LATEST"]).run()
+            walship(&["backup-fetch", &whole.display().to_string(), "LATEST"]).run()
         });
-        std::fs::remove_dir_all(&target).unwrap();
+        std::fs::remove_dir_all(&whole).unwrap();
+        let target = scratch.postgres_dir(&format!("fetch-{batch}"), 0o700);
         let log = logs.join(format!("fetch-{batch}.log"));
         let mut child =
             walship(&["backup-fetch", &target.display().to_string(), "LATEST"]).spawn(&log);

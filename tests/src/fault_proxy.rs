@@ -1,8 +1,12 @@
 //! A TCP proxy on 127.0.0.1 that makes a storage service flaky, the way a
 //! bad network or an overloaded service is: some connections get an HTTP
-//! 503, some are dropped before any answer, some stall, and every other one
-//! is cut after a random number of response bytes (a body that ends early,
-//! a connection reset half-way). Tests put it between walship and a local
+//! 503, some are dropped before any answer, some are cut after a random
+//! number of response bytes (a body that ends early, a connection reset
+//! half-way), some stall; the others are forwarded whole. Every request
+//! goes out with `Connection: close`, so each connection carries exactly
+//! one request and the fates are per request, as a flaky network's are
+//! (a connection kept alive would otherwise carry every later request
+//! unharmed). Tests put it between walship and a local
 //! stand-in to prove that transient faults slow a restore down but never
 //! end it.
 
@@ -42,15 +46,17 @@ pub struct FaultProxy {
 enum Fate {
     Answer503,
     Drop,
-    /// Wait this long, then forward (and cut like the others).
+    /// Forward, but close both ends after this many response bytes.
+    Cut(u64),
+    /// Wait this long, then forward.
     Stall(Duration),
     Forward,
 }
 
 impl FaultProxy {
-    /// Forwards to `upstream`. `fault_percent` of the connections get a 503
-    /// or are dropped; the rest are cut after 64 KiB to `cut_max` response
-    /// bytes (so long transfers fail too).
+    /// Forwards to `upstream`. `fault_percent` of the connections get a 503,
+    /// are dropped, or are cut after 1 byte to `cut_max` response bytes (in
+    /// equal shares); another 5% stall for up to 2 s first.
     pub fn start(upstream: SocketAddr, fault_percent: u64, cut_max: u64) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
         let port = listener.local_addr().unwrap().port();
@@ -66,19 +72,20 @@ impl FaultProxy {
                         let _ = client.set_nonblocking(false);
                         counts2.connections.fetch_add(1, Ordering::Relaxed);
                         let roll = rng.below(100);
-                        let fate = if roll < fault_percent / 2 {
+                        let fate = if roll < fault_percent / 3 {
                             Fate::Answer503
-                        } else if roll < fault_percent {
+                        } else if roll < fault_percent * 2 / 3 {
                             Fate::Drop
+                        } else if roll < fault_percent {
+                            Fate::Cut(1 + rng.below(cut_max.max(2)))
                         } else if roll < fault_percent + 5 {
                             Fate::Stall(Duration::from_millis(500 + rng.below(1500)))
                         } else {
                             Fate::Forward
                         };
-                        let cut_after = 65_536 + rng.below(cut_max.max(65_537) - 65_536);
                         let counts = counts2.clone();
                         thread::spawn(move || {
-                            let _ = serve(client, upstream, fate, cut_after, &counts);
+                            let _ = serve(client, upstream, fate, &counts);
                         });
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -107,12 +114,12 @@ fn serve(
     mut client: TcpStream,
     upstream: SocketAddr,
     fate: Fate,
-    cut_after: u64,
     counts: &FaultCounts,
 ) -> io::Result<()> {
+    let mut cut_after = u64::MAX;
     match fate {
         Fate::Answer503 => {
-            read_request_head(&mut client)?;
+            let _ = read_request_head(&mut client)?;
             counts.answered_503.fetch_add(1, Ordering::Relaxed);
             client.write_all(
                 b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
@@ -121,7 +128,7 @@ fn serve(
             return client.shutdown(Shutdown::Both);
         }
         Fate::Drop => {
-            read_request_head(&mut client)?;
+            let _ = read_request_head(&mut client)?;
             counts.dropped.fetch_add(1, Ordering::Relaxed);
             return client.shutdown(Shutdown::Both);
         }
@@ -129,10 +136,14 @@ fn serve(
             counts.stalled.fetch_add(1, Ordering::Relaxed);
             thread::sleep(d);
         }
+        Fate::Cut(after) => cut_after = after,
         Fate::Forward => {}
     }
     let server = TcpStream::connect(upstream)?;
     let (mut c_read, mut s_write) = (client.try_clone()?, server.try_clone()?);
+    let first = read_request_head(&mut c_read)?;
+    c_read.set_read_timeout(None)?;
+    s_write.write_all(&one_request_only(&first))?;
     let requests = thread::spawn(move || {
         let _ = io::copy(&mut c_read, &mut s_write);
         let _ = s_write.shutdown(Shutdown::Write);
@@ -147,7 +158,7 @@ fn serve(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let room = (cut_after - sent) as usize;
+        let room = (cut_after - sent).min(usize::MAX as u64) as usize;
         if n >= room {
             let _ = c_write.write_all(&buf[..room]);
             was_cut = true;
@@ -168,8 +179,9 @@ fn serve(
 }
 
 /// Reads up to the end of the first request's head (or what arrives in a
-/// second), so a fault answers a request rather than a connect.
-fn read_request_head(client: &mut TcpStream) -> io::Result<()> {
+/// second), so a fault answers a request rather than a connect. Returns
+/// every byte read (the head, and any body bytes that came with it).
+fn read_request_head(client: &mut TcpStream) -> io::Result<Vec<u8>> {
     client.set_read_timeout(Some(Duration::from_secs(1)))?;
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
@@ -180,7 +192,28 @@ fn read_request_head(client: &mut TcpStream) -> io::Result<()> {
             Err(_) => break,
         }
     }
-    Ok(())
+    Ok(head)
+}
+
+/// The request with `Connection: close` in its head (any Connection header
+/// of the client's dropped): the server answers it and closes.
+fn one_request_only(bytes: &[u8]) -> Vec<u8> {
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return bytes.to_vec();
+    };
+    let head = String::from_utf8_lossy(&bytes[..end]);
+    let mut out = String::new();
+    for (i, line) in head.split("\r\n").enumerate() {
+        if i > 0 && line.to_ascii_lowercase().starts_with("connection:") {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    let mut v = out.into_bytes();
+    v.extend_from_slice(&bytes[end + 4..]);
+    v
 }
 
 /// xorshift64*: enough to spread fates.
