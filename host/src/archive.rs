@@ -229,7 +229,7 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         let key = wal_key(name);
         // A read that fails verification is read again before the object is
         // called corrupt: a byte flipped in transit must not end a restore.
-        const READS: u32 = 5;
+        const READS: u32 = 3;
         let mut attempt = 0;
         let bytes = loop {
             attempt += 1;
@@ -262,7 +262,8 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
                     eprintln!(
                         "walship: warning: {key} failed verification ({source}); reading it again"
                     );
-                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt)))
+                        .await;
                 }
             }
         };
@@ -417,9 +418,11 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
     /// created the identity record gives that record; another tool's
     /// archive, or anything else, is refused.
     async fn refuse_foreign_contents(&mut self) -> Result<Option<IdentityRecord>, ArchiveError> {
-        let (objects, _) = transfer::list_all(&mut self.store, "", Some(100))
+        let (mut objects, _) = transfer::list_all(&mut self.store, "", Some(100))
             .await
             .map_err(ArchiveError::storage("list", &identity_key()))?;
+        // A probe `walship check` could not delete is no archive content.
+        objects.retain(|o| !o.key.starts_with(crate::commands::check::PROBE_PREFIX));
         let Some(first) = objects.first() else {
             return Ok(None);
         };
@@ -478,7 +481,7 @@ pub async fn read_identity<S: ObjectStore>(
     let mut last_problem = String::new();
     for attempt in 0..READS {
         if attempt > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
         }
         let bytes = match store.get(&key, None).await {
             Ok((_, bytes)) => bytes,

@@ -117,6 +117,17 @@ pub enum Command {
         #[arg(long)]
         detail: bool,
     },
+    /// Keep a backup forever (retention never deletes it, nor the WAL it
+    /// needs to become consistent), or with --impermanent let retention
+    /// treat it like any other again (WAL-G's backup-mark)
+    BackupMark {
+        /// A backup name from backup-list, or LATEST
+        #[arg(value_name = "NAME|LATEST")]
+        name: String,
+        /// Take the mark off
+        #[arg(long)]
+        impermanent: bool,
+    },
     /// Restore a base backup into a missing or empty directory
     BackupFetch {
         /// Where to restore (missing or empty)
@@ -133,6 +144,16 @@ pub enum Command {
         /// a record, so root needs this said explicitly)
         #[arg(long)]
         use_recorded_tablespace_locations: bool,
+    },
+    /// Check the set-up, one line per check: settings, plugin and sandbox,
+    /// storage (credentials, create-only, missing vs forbidden), the
+    /// archive's identity, the running server's archiving settings, and a
+    /// round trip (a WAL switch that must reach the archive). Run it as the
+    /// PostgreSQL user in the data directory (or with PGDATA)
+    Check {
+        /// One JSON document instead of lines
+        #[arg(long)]
+        json: bool,
     },
     /// Print the settings walship would run with, where each came from
     /// (flag, environment, settings file or default), secrets masked

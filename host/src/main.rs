@@ -187,6 +187,9 @@ async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
         Command::BackupPush { data_dir } => {
             commands::backup_push::run(ctx, data_dir.as_deref()).await
         }
+        Command::BackupMark { name, impermanent } => {
+            commands::backup_mark::run(ctx, name, !*impermanent).await
+        }
         Command::BackupList { json, detail } => {
             commands::backup_list::run(ctx, *json, *detail).await
         }
@@ -209,6 +212,7 @@ async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
         Command::WalVerify { checks, json } => commands::wal_verify::run(ctx, checks, *json).await,
         Command::Delete(command) => commands::delete::run(ctx, command).await,
         Command::Config { names } => commands::config::run(ctx, *names).await,
+        Command::Check { json } => commands::check::run(ctx, *json).await,
         Command::Plugin(PluginCommand::Inspect {
             file_or_scheme: plugin,
         }) => commands::plugin_inspect::run(ctx, plugin).await,

@@ -28,6 +28,20 @@ pub struct BackupPoint {
     /// XLogSegNo of the last segment a restore of it needs (its stop LSN's);
     /// `None` for a backup still running.
     pub stop_segno: Option<u64>,
+    /// What of the WAL after its start it needs.
+    pub needs: Needs,
+}
+
+/// What WAL a backup that stays needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Everything from its start on, on its timeline and every branch of
+    /// it: it can be restored to any later point (a kept backup).
+    FromStart,
+    /// Only its own range, start to stop segment on its timeline: it can
+    /// be restored to its consistency point (a permanent backup that
+    /// retention would otherwise have deleted, as WAL-G keeps them).
+    OwnRange,
 }
 
 impl BackupPoint {
@@ -39,6 +53,16 @@ impl BackupPoint {
             start_segno: record.start_lsn() / size,
             start_lsn: record.start_lsn(),
             stop_segno: Some(record.stop_lsn().saturating_sub(1) / size),
+            needs: Needs::FromStart,
+        }
+    }
+
+    /// A permanent backup retention would otherwise delete: kept, with the
+    /// WAL of its own range.
+    pub fn permanent(record: &BackupRecord) -> BackupPoint {
+        BackupPoint {
+            needs: Needs::OwnRange,
+            ..BackupPoint::of(record)
         }
     }
 
@@ -51,6 +75,7 @@ impl BackupPoint {
             start_segno: r.start_lsn() / size,
             start_lsn: r.start_lsn(),
             stop_segno: None,
+            needs: Needs::FromStart,
         }
     }
 }
@@ -109,6 +134,9 @@ pub fn needed_by(
     if segno < b.start_segno {
         return false;
     }
+    if b.needs == Needs::OwnRange {
+        return timeline == b.timeline && b.stop_segno.is_some_and(|stop| segno <= stop);
+    }
     if timeline == b.timeline {
         return true;
     }
@@ -149,8 +177,11 @@ pub fn plan(
     wal: &WalInventory,
     histories: &BTreeMap<u32, History>,
 ) -> Result<Plan, RetentionError> {
+    // Permanent backups kept only for themselves do not move the line
+    // below which interrupted backups are cleared.
     let oldest = keep
         .iter()
+        .filter(|b| b.needs == Needs::FromStart)
         .min_by_key(|b| (b.start_segno, b.timeline))
         .ok_or(RetentionError::EmptyKeepSet)?;
     let mut out = Plan {
@@ -313,6 +344,7 @@ mod tests {
             start_segno: lsn / u64::from(SEG),
             start_lsn: lsn,
             stop_segno: Some(lsn / u64::from(SEG)),
+            needs: Needs::FromStart,
         }
     }
 
@@ -665,6 +697,22 @@ mod tests {
         assert_eq!(
             kept_backups_missing_wal(&[whole, holed], &wal),
             [("holed".to_string(), vec![4])]
+        );
+    }
+
+    #[test]
+    fn a_permanent_backup_keeps_its_own_range_and_nothing_after() {
+        // P (segments 2..=3) is permanent; the newest kept backup starts in 8.
+        let names: Vec<String> = (1..=10).map(|n| seg(1, n)).collect();
+        let wal = inventory(&names);
+        let mut permanent = point("p", 1, 0x200_0028);
+        permanent.stop_segno = Some(3);
+        permanent.needs = Needs::OwnRange;
+        let newest = point("n", 1, 0x800_0028);
+        let p = plan(&[newest, permanent], &[], &[], &[], &wal, &BTreeMap::new()).unwrap();
+        assert_eq!(
+            p.wal,
+            [seg(1, 1), seg(1, 4), seg(1, 5), seg(1, 6), seg(1, 7)]
         );
     }
 

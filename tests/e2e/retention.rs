@@ -501,3 +501,107 @@ fn the_wal_of_a_promoted_restore_is_not_deleted_without_force() {
         "{out}"
     );
 }
+
+/// `backup-mark` (WAL-G's name): a permanent backup survives `delete retain
+/// 1`, keeps the WAL from its start to its stop (and nothing after it), is
+/// shown as permanent, and restores to its consistency point; unmarked, the
+/// next delete takes it.
+#[test]
+fn a_permanent_backup_survives_retention_with_its_own_wal() {
+    let scratch = Scratch::new("retention-permanent");
+    let archive = WalshipArchive::file(&scratch, "archive");
+    let mut primary = Cluster::init(&scratch, "primary");
+    primary.archive_to(&archive, "on");
+    primary.start();
+    primary.pgbench(&["-i", "-s", "1", "-q"]);
+    primary.psql("create table marks (id int, batch int)");
+    work(&primary, 1, 2);
+    let at_first = fingerprint(&primary);
+    let first = backup_push(&archive, &primary);
+    work(&primary, 2, 2);
+    let second = backup_push(&archive, &primary);
+    work(&primary, 3, 2);
+    let third = backup_push(&archive, &primary);
+    let last = work(&primary, 4, 2);
+    primary.wait_archived(&last, Duration::from_secs(300));
+    primary.stop();
+
+    let out = archive.walship().args(["backup-mark", &first]).run();
+    assert!(out.success(), "{out}");
+    let table = archive.walship().arg("backup-list").run().ok();
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&first))
+        .unwrap();
+    assert!(row.ends_with(" yes"), "{}", table.stdout);
+    let json = archive.walship().args(["backup-list", "--json"]).run().ok();
+    assert_eq!(
+        json.stdout.matches("\"is_permanent\": true").count(),
+        1,
+        "{}",
+        json.stdout
+    );
+
+    let out = archive
+        .walship()
+        .args(["delete", "retain", "1", "--confirm"])
+        .run()
+        .ok();
+    println!("{}", out.stdout);
+    assert!(
+        out.stdout.contains("permanent backups kept"),
+        "{}",
+        out.stdout
+    );
+    let kept = records(&archive);
+    assert!(
+        kept.contains(&first) && kept.contains(&third) && !kept.contains(&second),
+        "{kept:?}"
+    );
+    // The first backup's own WAL stays; what lies between it and the newest
+    // backup goes.
+    let wal = wal_keys(&archive);
+    let (start, boundary) = (segno(start_segment(&first)), segno(start_segment(&third)));
+    assert!(
+        wal.iter()
+            .any(|k| !k.ends_with(".history") && segno(k) == start)
+    );
+    let is_segment = |k: &str| k.len() == "wal/".len() + 24;
+    assert!(
+        !wal.iter()
+            .any(|k| is_segment(k) && segno(k) > start + 1 && segno(k) < boundary),
+        "WAL after the permanent backup's range was kept: {wal:?}"
+    );
+
+    // Restored to its consistency point, it shows the data it was taken with.
+    let target = scratch.postgres_dir("fetched-permanent", 0o700);
+    archive
+        .walship()
+        .arg("backup-fetch")
+        .arg(&target)
+        .arg(&first)
+        .run()
+        .ok();
+    let mut c = Cluster::from_backup(&scratch, "restored-permanent", &target);
+    c.restore_from(&archive)
+        .set("recovery_target", "immediate")
+        .set("recovery_target_action", "promote");
+    c.touch("recovery.signal");
+    c.start();
+    c.wait_out_of_recovery();
+    assert_eq!(fingerprint(&c), at_first);
+    c.stop();
+
+    let out = archive
+        .walship()
+        .args(["backup-mark", "--impermanent", &first])
+        .run();
+    assert!(out.success(), "{out}");
+    archive
+        .walship()
+        .args(["delete", "retain", "1", "--confirm"])
+        .run()
+        .ok();
+    assert_eq!(records(&archive), [third].into_iter().collect());
+}

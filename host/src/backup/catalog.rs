@@ -34,6 +34,8 @@ pub const RECORD_VERSION: u32 = 1;
 pub const LATEST: &str = "LATEST";
 /// Under a backup's data prefix: the reservation of a running backup-push.
 pub const IN_PROGRESS: &str = "in_progress";
+/// Under a backup's data prefix: the mark of a permanent backup.
+pub const PERMANENT: &str = "permanent";
 pub const IN_PROGRESS_FORMAT: &str = "walship-backup-in-progress";
 /// How often a running backup-push refreshes its reservation's heartbeat.
 pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
@@ -158,6 +160,46 @@ impl Reservation {
         WalFileName::parse(&r.start_wal).map_err(|e| damaged(format!("start_wal: {e}")))?;
         parse_lsn(&r.start_lsn).ok_or_else(|| damaged("start_lsn is not an LSN".into()))?;
         Ok(r)
+    }
+}
+
+/// `backups/<name>/permanent`.
+pub fn permanent_key(name: &str) -> Key {
+    Key::new(format!("{}{PERMANENT}", data_prefix(name))).expect("checked backup names")
+}
+
+/// Whether the backup `name` is marked permanent.
+pub async fn is_permanent<S: ObjectStore>(store: &mut S, name: &str) -> Result<bool, BackupError> {
+    let key = permanent_key(name);
+    match store.head(&key).await {
+        Ok(_) => Ok(true),
+        Err(StorageError::NotFound(_)) => Ok(false),
+        Err(e) => Err(storage("head", key.as_str())(e)),
+    }
+}
+
+/// Marks the backup `name` permanent, or takes the mark off.
+pub async fn set_permanent<S: ObjectStore>(
+    store: &mut S,
+    name: &str,
+    permanent: bool,
+) -> Result<(), BackupError> {
+    check_name(name)?;
+    let key = permanent_key(name);
+    if permanent {
+        let json = serde_json::json!({
+            "format": "walship-backup-permanent",
+            "name": name,
+            "marked_at": format_time(SystemTime::now()),
+        });
+        let body = object_format::encode(json.to_string().as_bytes(), Compression::None).0;
+        store
+            .put(&key, &body, &PutOptions::overwrite())
+            .await
+            .map(|_| ())
+            .map_err(storage("put", key.as_str()))
+    } else {
+        delete_keys(store, &[key]).await
     }
 }
 
@@ -510,7 +552,7 @@ async fn read_verified<S: ObjectStore, T>(
             Ok(v) => return Ok(Some(v)),
             Err(e @ BackupError::DamagedRecord { .. }) if attempt >= READS => return Err(e),
             Err(BackupError::DamagedRecord { .. }) => {
-                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
             }
             Err(e) => return Err(e),
         }

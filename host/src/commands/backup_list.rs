@@ -22,13 +22,29 @@ pub async fn run(ctx: &Context, json: bool, detail: bool) -> Result<(), Failure>
     let records = catalog::list_backups(&mut store)
         .await
         .map_err(|e| fail(e.to_string()))?;
+    let mut permanent = Vec::with_capacity(records.len());
+    for r in &records {
+        permanent.push(
+            catalog::is_permanent(&mut store, &r.name)
+                .await
+                .map_err(|e| fail(e.to_string()))?,
+        );
+    }
     let mut out = std::io::stdout().lock();
     let text = if json {
-        let mut s = serde_json::to_string_pretty(&records).expect("records serialize");
+        let listed: Vec<Listed> = records
+            .iter()
+            .zip(&permanent)
+            .map(|(record, &is_permanent)| Listed {
+                record,
+                is_permanent,
+            })
+            .collect();
+        let mut s = serde_json::to_string_pretty(&listed).expect("records serialize");
         s.push('\n');
         s
     } else {
-        table(&records, detail)
+        table(&records, &permanent, detail)
     };
     let _ = out.write_all(text.as_bytes());
     Ok(())
@@ -65,7 +81,16 @@ async fn check_is_an_archive<S: ObjectStore>(store: &mut S, prefix: &str) -> Res
     })
 }
 
-fn table(records: &[BackupRecord], detail: bool) -> String {
+/// A record as `--json` prints it: its fields, and whether it is permanent
+/// (WAL-G's `is_permanent`).
+#[derive(serde::Serialize)]
+struct Listed<'a> {
+    #[serde(flatten)]
+    record: &'a BackupRecord,
+    is_permanent: bool,
+}
+
+fn table(records: &[BackupRecord], permanent: &[bool], detail: bool) -> String {
     if records.is_empty() {
         return "No backups found\n".into();
     }
@@ -77,6 +102,7 @@ fn table(records: &[BackupRecord], detail: bool) -> String {
         "wal_segment_backup_stop",
         "original_size",
         "stored_size",
+        "permanent",
     ];
     if detail {
         header.extend([
@@ -91,7 +117,8 @@ fn table(records: &[BackupRecord], detail: bool) -> String {
     }
     let rows: Vec<Vec<String>> = records
         .iter()
-        .map(|r| {
+        .zip(permanent)
+        .map(|(r, &p)| {
             let mut row = vec![
                 r.name.clone(),
                 r.finish_time.clone(),
@@ -100,6 +127,7 @@ fn table(records: &[BackupRecord], detail: bool) -> String {
                 r.stop_wal.clone(),
                 human_bytes(r.original_bytes),
                 human_bytes(r.stored_bytes),
+                if p { "yes" } else { "no" }.to_string(),
             ];
             if detail {
                 row.extend([
@@ -154,7 +182,7 @@ mod tests {
             "000000010000000000000004",
             "2026-12-02T00:00:00Z",
         );
-        let t = table(&[r], false);
+        let t = table(&[r], &[true], false);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("name "), "{t}");
         assert!(
@@ -162,6 +190,10 @@ mod tests {
             "{t}"
         );
         assert!(lines[1].contains("3.0 MiB"), "{t}");
-        assert_eq!(table(&[], true), "No backups found\n");
+        assert!(
+            lines[0].contains(" permanent") && lines[1].ends_with(" yes"),
+            "{t}"
+        );
+        assert_eq!(table(&[], &[], true), "No backups found\n");
     }
 }

@@ -83,7 +83,22 @@ pub async fn run(ctx: &Context, command: &DeleteCommand) -> Result<(), Failure> 
     }
 
     let cut = select(&request, &view.backups).map_err(fail)?;
-    let (delete, keep) = view.backups.split_at(cut);
+    let (selected, keep) = view.backups.split_at(cut);
+    // Permanent backups (backup-mark) never go: of what the request selects,
+    // they stay with the WAL of their own range.
+    let mut delete: Vec<BackupRecord> = Vec::new();
+    let mut permanent: Vec<BackupRecord> = Vec::new();
+    for b in selected {
+        if catalog::is_permanent(&mut store, &b.name)
+            .await
+            .map_err(|e| fail(e.to_string()))?
+        {
+            permanent.push(b.clone());
+        } else {
+            delete.push(b.clone());
+        }
+    }
+    let delete = &delete[..];
     // Backups without a record: running ones (a fresh heartbeat) keep their
     // data and WAL; the others are interrupted runs.
     let now = std::time::SystemTime::now();
@@ -100,7 +115,9 @@ pub async fn run(ctx: &Context, command: &DeleteCommand) -> Result<(), Failure> 
     }
     let points = |b: &[BackupRecord]| b.iter().map(BackupPoint::of).collect::<Vec<_>>();
     let running_points: Vec<BackupPoint> = running.iter().map(BackupPoint::running).collect();
-    let (keep_points, delete_points) = (points(keep), points(delete));
+    let mut keep_points = points(keep);
+    keep_points.extend(permanent.iter().map(BackupPoint::permanent));
+    let delete_points = points(delete);
     let plan = retention::plan(
         &keep_points,
         &delete_points,
@@ -137,7 +154,7 @@ pub async fn run(ctx: &Context, command: &DeleteCommand) -> Result<(), Failure> 
     if !confirm {
         let _ = writeln!(out, "dry run: nothing is deleted without --confirm");
     }
-    let report = describe(&view, delete, keep, &running, &plan);
+    let report = describe(&view, delete, keep, &permanent, &running, &plan);
     let _ = out.write_all(report.as_bytes());
     let _ = out.flush();
     let refusal = refusal(&view, keep, delete, &at_risk, &missing);
@@ -279,6 +296,7 @@ fn describe(
     view: &ArchiveView,
     delete: &[BackupRecord],
     keep: &[BackupRecord],
+    permanent: &[BackupRecord],
     running: &[catalog::Reservation],
     plan: &Plan,
 ) -> String {
@@ -293,6 +311,13 @@ fn describe(
     delete.iter().for_each(|b| o.push_str(&line(b)));
     o.push_str(&format!("backups kept ({}):\n", keep.len()));
     keep.iter().for_each(|b| o.push_str(&line(b)));
+    if !permanent.is_empty() {
+        o.push_str(&format!(
+            "permanent backups kept, with the WAL from their start to their stop ({}):\n",
+            permanent.len()
+        ));
+        permanent.iter().for_each(|b| o.push_str(&line(b)));
+    }
     if !plan.unfinished.is_empty() {
         o.push_str(&format!(
             "interrupted backups to delete (no record, older than every kept backup): {}\n",

@@ -3,7 +3,9 @@
 
 pub mod backup_fetch;
 pub mod backup_list;
+pub mod backup_mark;
 pub mod backup_push;
+pub mod check;
 pub mod config;
 pub mod delete;
 pub mod plugin_inspect;
