@@ -25,6 +25,12 @@ pub struct InstallRecord {
     pub file: String,
     /// Unix seconds.
     pub installed_at: u64,
+    /// The settings the plugin declared when installed (`NAME`, `NAME
+    /// (secret)`, `NAME (secret-file)`): the operator saw and accepted these,
+    /// and a plugin declaring others later is refused. `None` in records
+    /// written before walship kept them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Vec<String>>,
 }
 
 /// A plugin file for a scheme, and the sha256 it must have if installed.
@@ -32,6 +38,8 @@ pub struct InstallRecord {
 pub struct Resolved {
     pub path: PathBuf,
     pub expected_sha256: Option<String>,
+    /// The settings it declared at install, if recorded.
+    pub declared_settings: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +99,7 @@ pub fn resolve(dirs: &[PathBuf], scheme_or_name: &str) -> Result<Resolved, Regis
                 return Ok(Resolved {
                     path: dir.join(&record.file),
                     expected_sha256: Some(record.sha256),
+                    declared_settings: record.settings,
                 });
             }
         }
@@ -104,6 +113,7 @@ pub fn resolve(dirs: &[PathBuf], scheme_or_name: &str) -> Result<Resolved, Regis
                 return Ok(Resolved {
                     path,
                     expected_sha256: None,
+                    declared_settings: None,
                 });
             }
         }
@@ -184,6 +194,7 @@ mod tests {
             sha256: "ab".repeat(32),
             file: format!("{backend}.wasm"),
             installed_at: 0,
+            settings: Some(vec!["A".into(), "B (secret)".into()]),
         }
     }
 
@@ -221,6 +232,10 @@ mod tests {
         assert_eq!(
             (file.path, file.expected_sha256),
             (bundled.join("fs.wasm"), None)
+        );
+        assert_eq!(
+            s3.declared_settings,
+            Some(vec!["A".to_string(), "B (secret)".to_string()])
         );
         let err = resolve(&dirs, "gs").unwrap_err().to_string();
         assert!(err.contains("no storage plugin for gs://"), "{err}");

@@ -79,3 +79,53 @@ fn install_list_inspect_and_a_tampered_plugin_is_refused() {
         "{tampered}"
     );
 }
+
+/// `install` shows the settings a plugin declares and which of them it will
+/// not be handed; the record keeps them, and a plugin whose declaration no
+/// longer matches its record is refused (here the record is edited, as the
+/// declaration of a plugin that varies it at run time would differ).
+#[test]
+fn declared_settings_are_shown_recorded_and_a_changed_declaration_is_refused() {
+    let scratch = Scratch::new("plugin-settings");
+    let plugins = scratch.dir("plugins");
+    let walship = Walship::new()
+        .arg("--cache-dir")
+        .arg(scratch.dir("cache"))
+        .arg("--plugin-dir")
+        .arg(&plugins);
+    let install = walship
+        .clone()
+        .args(["plugin", "install"])
+        .arg(test_plugin("hostile"))
+        .run()
+        .ok();
+    assert!(
+        install
+            .out()
+            .contains("AWS_SECRET_ACCESS_KEY (secret): not handed over"),
+        "{install}"
+    );
+    assert!(install.out().contains("HOSTILE_EXTRA_DIR"), "{install}");
+    let record_path = plugins.join("hostile.toml");
+    let record = std::fs::read_to_string(&record_path).unwrap();
+    assert!(record.contains("\"PGPASSWORD (secret)\""), "{record}");
+
+    let store = scratch.dir("store");
+    let prefix = format!("hostile://{}", store.display());
+    walship
+        .clone()
+        .args(["--prefix", &prefix, "st", "ls"])
+        .run()
+        .ok();
+    std::fs::write(
+        &record_path,
+        record.replace("\"PGPASSWORD (secret)\", ", ""),
+    )
+    .unwrap();
+    let changed = walship.args(["--prefix", &prefix, "st", "ls"]).run();
+    assert_eq!(changed.exit_code(), 1, "{changed}");
+    assert!(
+        changed.stderr.contains("when it was installed") && changed.stderr.contains("reinstall"),
+        "{changed}"
+    );
+}

@@ -268,3 +268,116 @@ fn sigterm_stops_a_stuck_command_cleanly() {
     );
     h.assert_still_works();
 }
+
+/// A plugin plants `esc -> ../outside` in its own directory, then asks for
+/// `<its directory>/esc` as a second grant: inside the allowed directory as
+/// a string, outside it on disk. The grant must be refused, and nothing
+/// outside may be read or written.
+#[test]
+fn a_symlink_planted_in_a_grant_does_not_widen_it() {
+    let h = Hostile::new("symlink-grant");
+    let store = h.scratch.dir("store");
+    let outside = h.scratch.dir("outside");
+    let secret_text = "walship-e2e-outside-3c81d0";
+    fs::write(outside.join("secret.txt"), secret_text).expect("write secret");
+    let allow = ("WALSHIP_ALLOW_DIRECTORIES", store.display().to_string());
+
+    let planted = h.put("plant-symlink", b"../outside", &[(allow.0, &allow.1)]);
+    assert!(planted.stderr.contains("planted"), "{planted}");
+    let link = store.join("esc");
+    assert!(
+        fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()),
+        "the plugin could not plant its symlink (the attack needs it):\n{planted}"
+    );
+
+    let extra = link.display().to_string();
+    let out = h.put(
+        "through-extra",
+        b"secret.txt",
+        &[(allow.0, &allow.1), ("HOSTILE_EXTRA_DIR", &extra)],
+    );
+    h.assert_contained(&out, Some("symlink"));
+    assert!(!out.stderr.contains(secret_text), "read outside:\n{out}");
+    assert!(
+        !outside.join("hostile-was-here").exists(),
+        "wrote outside its directory:\n{out}"
+    );
+    h.assert_still_works();
+}
+
+/// Even inside an allowed directory, walship's own state is never granted:
+/// its compiled-plugin cache (native code it loads), its plugin directory,
+/// the directory of its settings file, and the data directory it runs in.
+#[test]
+fn a_grant_overlapping_walships_own_state_is_refused() {
+    let h = Hostile::new("own-state");
+    let root = h.scratch.path().display().to_string();
+    let plugins = h.scratch.dir("plugins");
+    let settings_dir = h.scratch.dir("settings");
+    let settings = settings_dir.join("walship.toml");
+    fs::write(&settings, "# walship settings for the test\n").expect("write settings");
+    let data_dir = h.scratch.dir("pgdata");
+    fs::write(data_dir.join("PG_VERSION"), "15\n").expect("write PG_VERSION");
+    let cases = [
+        ("the plugin cache", h.scratch.dir("cache")),
+        ("the plugin directory", plugins.clone()),
+        ("the settings file's directory", settings_dir.clone()),
+        ("the data directory", data_dir.clone()),
+        // Containing walship's state is as bad as lying inside it.
+        ("a parent of all of them", h.scratch.path().to_path_buf()),
+    ];
+    for (what, dir) in cases {
+        let file = h.file("through-extra", b"");
+        let out = h
+            .walship
+            .clone()
+            .arg("--plugin-dir")
+            .arg(&plugins)
+            .env("WALSHIP_CONFIG", settings.display().to_string())
+            .env("WALSHIP_ALLOW_DIRECTORIES", &root)
+            .env("HOSTILE_EXTRA_DIR", dir.display().to_string())
+            .cwd(&data_dir)
+            .args(["st", "put", "through-extra"])
+            .arg(&file)
+            .run();
+        h.assert_contained(&out, Some("walship's own"));
+        assert!(
+            !dir.join("hostile-was-here").exists(),
+            "the plugin wrote into {what}:\n{out}"
+        );
+    }
+    h.assert_still_works();
+}
+
+/// The plugin declares settings that are not its to have: another backend's
+/// credentials, PostgreSQL's password, walship's settings file as a "secret
+/// file", the process's HOME, and a secret file the operator never listed.
+/// None is handed over, and the store still opens.
+#[test]
+fn a_plugin_gets_no_setting_it_is_not_entitled_to() {
+    let h = Hostile::new("settings");
+    let settings_dir = h.scratch.dir("settings");
+    let settings = settings_dir.join("walship.toml");
+    let settings_text = "# the operator's settings file 5d2e\n";
+    fs::write(&settings, settings_text).expect("write settings");
+    let token = settings_dir.join("token");
+    fs::write(&token, "token-from-a-file-9a41").expect("write token");
+    let canaries = [
+        ("AWS_SECRET_ACCESS_KEY", "aws-secret-e2e-1f0c".to_string()),
+        ("PGPASSWORD", "pg-password-e2e-77b2".to_string()),
+        ("WALSHIP_CONFIG", settings.display().to_string()),
+        ("HOSTILE_TOKEN_FILE", token.display().to_string()),
+    ];
+    let env: Vec<(&str, &str)> = canaries.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = h.put("leak-settings", b"", &env);
+    h.assert_contained(&out, Some("sandbox held"));
+    for text in [
+        "aws-secret-e2e-1f0c",
+        "pg-password-e2e-77b2",
+        "5d2e",
+        "token-from-a-file-9a41",
+    ] {
+        assert!(!out.stderr.contains(text), "{text} leaked:\n{out}");
+    }
+    assert!(!out.stderr.contains("received HOME"), "HOME leaked:\n{out}");
+}

@@ -50,6 +50,7 @@ pub async fn install(ctx: &Context, file: &Path) -> Result<(), Failure> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
+        settings: Some(crate::plugin::describe_declared(&info.config_keys)),
     };
     let target = plugin_registry::install(dir, file, &record).map_err(|e| fail(e.to_string()))?;
     println!(
@@ -66,7 +67,28 @@ pub async fn install(ctx: &Context, file: &Path) -> Result<(), Failure> {
         target.display()
     );
     println!("sha256 {}", record.sha256);
+    print_settings(&loaded, &info);
     Ok(())
+}
+
+/// The settings the plugin declares (recorded: a plugin declaring others
+/// later is refused), and those it will not be handed unless the operator
+/// allows them by name.
+fn print_settings(loaded: &Plugin, info: &crate::storage::BackendInfo) {
+    let declared = crate::plugin::describe_declared(&info.config_keys);
+    if declared.is_empty() {
+        println!("settings: none");
+        return;
+    }
+    println!("settings: {}", declared.join(", "));
+    let refused = loaded.refused_settings(info);
+    for (described, key) in declared.iter().zip(&info.config_keys) {
+        if let Some((_, why)) = refused.iter().find(|(name, _)| *name == key.name) {
+            println!(
+                "  {described}: not handed over: {why} (allow it by name with WALSHIP_PLUGIN_SETTINGS)"
+            );
+        }
+    }
 }
 
 /// Every plugin in the plugin directories, in lookup order: installed ones

@@ -7,6 +7,8 @@ mod bindings;
 mod cache;
 mod convert;
 mod engine;
+mod entitlement;
+mod grant_dir;
 mod manifest;
 mod outbound;
 mod sandbox;
@@ -23,6 +25,8 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 pub use bindings::WIT_VERSION;
 pub use cache::{ComponentCache, LoadPath, PluginDigest};
+pub use entitlement::{Provenance, describe_declared};
+pub use grant_dir::OwnState;
 pub use outbound::check_ca_file;
 pub use sandbox::{Grants, SandboxPolicy};
 
@@ -49,6 +53,11 @@ pub struct RuntimeOptions {
     pub log_level: LogLevelFilter,
     /// Extra trusted CA certificates for plugins' https requests.
     pub ca_file: Option<PathBuf>,
+    /// walship's own files and directories: never granted to a plugin.
+    pub own_state: Vec<OwnState>,
+    /// Setting names the operator allows a third-party plugin to receive
+    /// (`WALSHIP_PLUGIN_SETTINGS`), beyond those of its own (entitlement.rs).
+    pub allowed_settings: Vec<String>,
 }
 
 /// A loaded plugin: compiled code plus a linker, ready to instantiate.
@@ -64,6 +73,11 @@ pub struct Plugin {
     options: RuntimeOptions,
     info: std::cell::OnceCell<BackendInfo>,
     outbound: std::sync::Arc<outbound::Outbound>,
+    /// Bundled or not: decides which settings it may receive.
+    pub provenance: Provenance,
+    /// The settings it declared when it was installed (from its record), if
+    /// known: a plugin that declares others now is refused.
+    pub declared_at_install: Option<Vec<String>>,
 }
 
 impl Plugin {
@@ -100,7 +114,37 @@ impl Plugin {
             outbound: outbound::Outbound::new(options.ca_file.clone()),
             options,
             info: Default::default(),
+            provenance: Provenance::ThirdParty,
+            declared_at_install: None,
         })
+    }
+
+    /// The settings `info` declares that this plugin will not be handed,
+    /// with the reason (see entitlement.rs).
+    pub fn refused_settings(&self, info: &BackendInfo) -> Vec<(String, String)> {
+        entitlement::entitled(info, self.provenance, &self.options.allowed_settings)
+            .1
+            .into_iter()
+            .map(|(name, why)| (name, why.to_string()))
+            .collect()
+    }
+
+    /// Refuses a plugin whose declared settings differ from those recorded
+    /// when it was installed: the operator agreed to those.
+    fn check_declaration(&self, info: &BackendInfo) -> Result<(), StorageError> {
+        let Some(recorded) = &self.declared_at_install else {
+            return Ok(());
+        };
+        let now = describe_declared(&info.config_keys);
+        if now != *recorded {
+            return Err(StorageError::PermissionDenied(format!(
+                "plugin {} now declares the settings [{}], but declared [{}] when it was installed; reinstall it (walship plugin install) to accept the change",
+                info.backend,
+                now.join(", "),
+                recorded.join(", ")
+            )));
+        }
+        Ok(())
     }
 
     /// The contract the component was built against, as it names its
@@ -123,9 +167,7 @@ impl Plugin {
         if let Some(info) = self.info.get() {
             return Ok(info.clone());
         }
-        let mut instance = self
-            .instantiate(&Grants::default(), "plugin", None, None)
-            .await?;
+        let mut instance = self.instantiate(&[], &[], "plugin", None, None).await?;
         self.info_from(&mut instance).await
     }
 
@@ -151,9 +193,7 @@ impl Plugin {
         config: impl FnOnce(&BackendInfo) -> Result<PluginConfig, StorageError>,
     ) -> Result<PluginStore<'_>, StorageError> {
         // info and plan both run in one instance without grants.
-        let mut planner = self
-            .instantiate(&Grants::default(), "plugin", None, None)
-            .await?;
+        let mut planner = self.instantiate(&[], &[], "plugin", None, None).await?;
         let info = self.info_from(&mut planner).await?;
         if !info
             .schemes
@@ -170,7 +210,22 @@ impl Plugin {
                     .join(", ")
             )));
         }
-        let config = config(&info)?;
+        self.check_declaration(&info)?;
+        let (entitled, refused) =
+            entitlement::entitled(&info, self.provenance, &self.options.allowed_settings);
+        for (name, why) in refused
+            .iter()
+            .filter(|_| LogLevelFilter::Info <= self.options.log_level)
+        {
+            crate::logging::log_line(
+                LogLevelFilter::Info,
+                &format!(
+                    "plugin {} declares {name}, which is not handed over: {why} (allow it by name with WALSHIP_PLUGIN_SETTINGS)",
+                    info.backend
+                ),
+            );
+        }
+        let config = config(&entitled)?;
         let grants = {
             let plain = config.plain.clone();
             let prefix = &prefix.to_string();
@@ -186,24 +241,22 @@ impl Plugin {
         let configured = manifest::configured_hosts(prefix, &[&config.plain, &config.secrets]);
         manifest::check(&info.backend, &info.capabilities, &grants, &configured)
             .map_err(StorageError::PermissionDenied)?;
-        self.options
+        let dirs = self
+            .options
             .policy
             .check(&grants, local_prefix_path(prefix).as_deref())
             .map_err(|e| StorageError::InvalidConfig(e.to_string()))?;
-        for dir in &grants.directories {
-            if dir.writable && !dir.path.exists() {
-                std::fs::create_dir_all(&dir.path).map_err(|e| {
-                    StorageError::InvalidConfig(format!(
-                        "cannot create {}: {e}",
-                        dir.path.display()
-                    ))
-                })?;
-            }
+        for dir in &dirs {
+            // Missing writable directories are made now, beneath their root
+            // like every later open; this also refuses a bad grant early.
+            dir.open(dir.writable, &self.options.own_state)
+                .map_err(|e| StorageError::PermissionDenied(e.to_string()))?;
         }
         let mut store = PluginStore {
             plugin: self,
             info,
             grants,
+            dirs,
             prefix: prefix.to_string(),
             config,
             live: None,
@@ -232,19 +285,20 @@ impl Plugin {
     /// is what it may keep between processes (an open store's only).
     async fn instantiate(
         &self,
-        grants: &Grants,
+        endpoints: &[sandbox::Endpoint],
+        dirs: &[grant_dir::GrantedDir],
         name: &str,
         manifest: Option<sandbox::RuntimeManifest>,
         values: Option<value_cache::ValueCache>,
     ) -> Result<Instance, StorageError> {
-        let wasi = sandbox::wasi_context(grants)
-            .map_err(|e| StorageError::InvalidConfig(format!("{e:#}")))?;
+        let wasi = sandbox::wasi_context(dirs, &self.options.own_state)
+            .map_err(|e| StorageError::PermissionDenied(format!("{e:#}")))?;
         let state = PluginState {
             wasi,
             http: WasiHttpCtx::new(),
             table: wasmtime::component::ResourceTable::new(),
             gate: sandbox::NetworkGate {
-                granted: grants.endpoints.clone(),
+                granted: endpoints.to_vec(),
                 policy: self.options.policy.clone(),
                 timeouts: Default::default(),
                 plugin_name: name.to_string(),
@@ -429,6 +483,8 @@ pub struct PluginStore<'p> {
     plugin: &'p Plugin,
     info: BackendInfo,
     grants: Grants,
+    /// The directories of `grants`, with the roots they are opened beneath.
+    dirs: Vec<grant_dir::GrantedDir>,
     prefix: String,
     config: PluginConfig,
     live: Option<(Instance, ResourceAny)>,
@@ -452,6 +508,7 @@ impl PluginStore<'_> {
             plugin: self.plugin,
             info: self.info.clone(),
             grants: Grants::default(),
+            dirs: Vec::new(),
             prefix: self.prefix.clone(),
             config: self.config.clone(),
             live: None,
@@ -463,7 +520,8 @@ impl PluginStore<'_> {
             let mut instance = self
                 .plugin
                 .instantiate(
-                    &self.grants,
+                    &self.grants.endpoints,
+                    &self.dirs,
                     &self.info.backend,
                     Some(sandbox::RuntimeManifest {
                         capabilities: self.info.capabilities.clone(),
@@ -532,6 +590,7 @@ impl ObjectStore for PluginStore<'_> {
             plugin: self.plugin,
             info: self.info.clone(),
             grants: self.grants.clone(),
+            dirs: self.dirs.clone(),
             prefix: self.prefix.clone(),
             config: self.config.clone(),
             live: None,
@@ -689,6 +748,8 @@ mod tests {
             policy: SandboxPolicy::default(),
             log_level: LogLevelFilter::Error,
             ca_file: None,
+            own_state: Vec::new(),
+            allowed_settings: Vec::new(),
         }
     }
 

@@ -11,18 +11,24 @@
 //! | `allocate`     | hold and touch 16 MiB chunks up to <MiB> (default 4096) | a trap (memory cap)  |
 //! | `spin`         | loop forever                                        | a trap (deadline)       |
 //! | `panic`        | panic                                               | a trap                  |
+//! | `plant-symlink`| create `<root>/esc -> <target>` (default `../../..`) | `other("planted ...")` (the next attack uses it) |
+//! | `leak-settings`| report every setting it was handed that it is not entitled to (it declares walship's, PostgreSQL's, the S3 backend's and a secret file's) | `permission-denied("sandbox held: ...")` |
+//! | `through-extra`| read `<extra>/<file>` (default `etc/passwd`), write into `<extra>` (the `HOSTILE_EXTRA_DIR` grant) | no grant (open fails) or `permission-denied("sandbox held: ...")` |
 //!
-//! `<port>` and `<MiB>` are the put's data as ASCII decimal (port defaults to
+//! `<target>` and `<file>` are the put's data as text; `<port>` and `<MiB>`
+//! are the put's data as ASCII decimal (port defaults to
 //! 5432). Any attack that gets through returns `other("SANDBOX ESCAPED: ...")`
 //! naming what it reached. Every other key is stored as a plain file, so the
 //! host can first check that the plugin works at all.
 
 mod exhaust;
 mod files;
+mod grants;
 mod network;
 mod plain;
 mod prefix;
 mod probes;
+mod settings;
 
 wit_bindgen::generate!({ world: "storage-plugin", path: "../../../wit" });
 
@@ -35,7 +41,7 @@ use walship::storage::types::{
 };
 
 use crate::plain::PlainStore;
-use crate::probes::number_from;
+use crate::probes::{number_from, text_or};
 
 struct Plugin;
 
@@ -55,7 +61,7 @@ impl Guest for Plugin {
                 max_parts: 1,
                 max_delete_batch: 1000,
             },
-            config_keys: Vec::new(),
+            config_keys: settings::declared(),
             // Declares only its directory; its attacks try for more.
             capabilities: Capabilities {
                 network: Vec::new(),
@@ -64,16 +70,32 @@ impl Guest for Plugin {
         }
     }
 
-    fn plan(prefix: String, _config: Vec<(String, String)>) -> Result<Grants, Error> {
+    fn plan(prefix: String, config: Vec<(String, String)>) -> Result<Grants, Error> {
         let root = prefix::parse_root(&prefix).map_err(Error::InvalidConfig)?;
+        let mut directories = vec![DirectoryGrant {
+            path: root,
+            writable: true,
+        }];
+        if let Some(extra) = setting(&config, EXTRA_DIR) {
+            directories.push(DirectoryGrant {
+                path: extra,
+                writable: true,
+            });
+        }
         Ok(Grants {
             endpoints: Vec::new(),
-            directories: vec![DirectoryGrant {
-                path: root,
-                writable: true,
-            }],
+            directories,
         })
     }
+}
+
+use crate::settings::EXTRA_DIR;
+
+fn setting(config: &[(String, String)], name: &str) -> Option<String> {
+    config
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.clone())
 }
 
 fn unsupported() -> Error {
@@ -83,12 +105,14 @@ fn unsupported() -> Error {
 impl GuestStore for PlainStore {
     fn open(
         prefix: String,
-        _config: Vec<(String, String)>,
-        _secrets: Vec<(String, String)>,
+        config: Vec<(String, String)>,
+        secrets: Vec<(String, String)>,
     ) -> Result<Store, Error> {
         let root = prefix::parse_root(&prefix).map_err(Error::InvalidConfig)?;
         Ok(Store::new(PlainStore {
             root: PathBuf::from(root),
+            extra: setting(&config, EXTRA_DIR).map(PathBuf::from),
+            received: config.into_iter().chain(secrets).collect(),
         }))
     }
 
@@ -101,6 +125,16 @@ impl GuestStore for PlainStore {
             "allocate" => exhaust::allocate(number_from(&data, 4096)),
             "spin" => exhaust::spin(),
             "panic" => exhaust::panic(),
+            "plant-symlink" => {
+                match grants::plant_symlink(&self.root, &text_or(&data, grants::DEFAULT_TARGET)) {
+                    Ok(done) => Error::Other(done),
+                    Err(why) => Error::Other(format!("not planted: {why}")),
+                }
+            }
+            "leak-settings" => settings::leak(&self.received).verdict(),
+            "through-extra" => {
+                grants::through_extra(self.extra.as_deref(), &text_or(&data, "")).verdict()
+            }
             _ => return PlainStore::put(self, &key, &data, options.mode),
         };
         Err(outcome)
