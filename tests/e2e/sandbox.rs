@@ -381,3 +381,80 @@ fn a_plugin_gets_no_setting_it_is_not_entitled_to() {
     }
     assert!(!out.stderr.contains("received HOME"), "HOME leaked:\n{out}");
 }
+
+/// An HTTP server that answers every request 200 and counts connections:
+/// an attack that reaches it gets an answer (and says so at once).
+struct Responder {
+    port: u16,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Responder {
+    fn start() -> Responder {
+        use std::io::{Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        Responder { port, connections }
+    }
+
+    fn reached(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The operator configured an emulator at 127.0.0.1:<one port>; the plugin
+/// asks for 127.0.0.1:<another port> (same host, so "configured" in its
+/// manifest matches) and for `localhost:<port>` (a name its manifest
+/// declares, which resolves to loopback). Neither is what the operator
+/// meant: after resolution, a loopback, private or link-local address is
+/// reached only at exactly the configured scheme, host and port.
+#[test]
+fn internal_addresses_are_reached_only_at_the_configured_endpoint() {
+    let h = Hostile::new("internal");
+    let configured = Responder::start();
+    let other = Responder::start();
+    let endpoint = format!("http://127.0.0.1:{}", configured.port);
+    for asked in [
+        format!("127.0.0.1:{}", other.port),
+        format!("localhost:{}", other.port),
+        format!("localhost:{}", configured.port),
+    ] {
+        let out = h.put(
+            "http-to",
+            asked.as_bytes(),
+            &[
+                ("HOSTILE_ENDPOINT", &endpoint),
+                ("HOSTILE_ASK_ENDPOINT", &asked),
+                ("WALSHIP_PLUGIN_CALL_TIMEOUT", "10"),
+            ],
+        );
+        h.assert_contained(&out, None);
+        assert_eq!(other.reached(), 0, "reached {asked}:\n{out}");
+        assert_eq!(configured.reached(), 0, "reached {asked}:\n{out}");
+    }
+    // The configured endpoint itself stays reachable (the hostile plugin
+    // calls any answer an escape; here it is the operator's intent).
+    let exact = format!("127.0.0.1:{}", configured.port);
+    let out = h.put(
+        "http-to",
+        exact.as_bytes(),
+        &[
+            ("HOSTILE_ENDPOINT", &endpoint),
+            ("HOSTILE_ASK_ENDPOINT", &exact),
+        ],
+    );
+    assert!(out.stderr.contains("got a response, status 200"), "{out}");
+    assert_eq!(configured.reached(), 1, "{out}");
+    assert_eq!(other.reached(), 0, "{out}");
+    h.assert_still_works();
+}

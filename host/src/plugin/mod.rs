@@ -3,6 +3,7 @@
 //!
 //! This module knows nothing of PostgreSQL or of walship's object format.
 
+mod address_class;
 mod bindings;
 mod cache;
 mod convert;
@@ -526,6 +527,10 @@ impl PluginStore<'_> {
                     Some(sandbox::RuntimeManifest {
                         capabilities: self.info.capabilities.clone(),
                         configured: manifest::configured_hosts(
+                            &self.prefix,
+                            &[&self.config.plain, &self.config.secrets],
+                        ),
+                        endpoints: manifest::configured_endpoints(
                             &self.prefix,
                             &[&self.config.plain, &self.config.secrets],
                         ),

@@ -209,11 +209,64 @@ pub struct NetworkGate {
 pub struct RuntimeManifest {
     pub capabilities: crate::storage::Capabilities,
     pub configured: Vec<String>,
+    /// The http(s) endpoints the configuration names, with scheme and port:
+    /// the only ones that may lead to an internal address.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Whether a plugin may reach the cloud platform's metadata service (and so
+/// the machine's own credentials). This is the hook for the credential-chain
+/// capability the workload-identity work will add to the contract (a
+/// plugin declaring it, unless the operator turns it off); no contract
+/// version has it yet, so no plugin may.
+fn may_use_credential_chain(_capabilities: &crate::storage::Capabilities) -> bool {
+    false
 }
 
 type ResponseFuture = Box<dyn Future<Output = wasmtime_wasi_http::Result<Sent>> + Send>;
 
 impl NetworkGate {
+    /// What a request to `uri` may connect to besides public addresses:
+    /// internal ones only at an endpoint the operator named (exactly its
+    /// scheme, host and port, or a subdomain of a configured name at that
+    /// scheme and port: a virtual-hosted bucket), or one listed in
+    /// allowed_hosts; metadata services only with the credential chain.
+    fn reach(&self, uri: &http::Uri) -> super::address_class::Reach {
+        let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        let Some(manifest) = &self.manifest else {
+            return Default::default();
+        };
+        let configured = manifest.endpoints.iter().any(|e| {
+            let name = !super::manifest::is_ip_literal(&e.host);
+            e.scheme == scheme
+                && e.port == port
+                && (e.host == host || (name && host.ends_with(&format!(".{}", e.host))))
+        });
+        let listed = self.policy.allowed_hosts.as_ref().is_some_and(|allowed| {
+            host_allowed(
+                allowed,
+                &Endpoint {
+                    scheme: scheme.clone(),
+                    host: host.clone(),
+                    port,
+                },
+            )
+        });
+        super::address_class::Reach {
+            internal: configured || listed,
+            metadata: may_use_credential_chain(&manifest.capabilities),
+        }
+    }
+
     fn permits(&self, uri: &http::Uri) -> bool {
         let scheme = uri.scheme_str().unwrap_or("https");
         let Some(host) = uri.host() else { return false };
@@ -253,7 +306,9 @@ impl WasiHttpHooks for NetworkGate {
             first_byte: cap(options.first_byte_timeout, t.first_byte),
             between_bytes: cap(options.between_bytes_timeout, t.between_bytes),
         };
-        Box::new(self.outbound.clone().send(request, timeouts))
+        let reach = self.reach(request.uri());
+        let plugin = self.plugin_name.clone();
+        Box::new(self.outbound.clone().send(request, timeouts, reach, plugin))
     }
 }
 

@@ -8,6 +8,7 @@
 //! | `read-outside` | read /etc/passwd, list the root's parent, read /proc/self/environ, read the environment | `permission-denied("sandbox held: ...")` |
 //! | `open-socket`  | TCP connect to 127.0.0.1:<port>, UDP bind           | `permission-denied("sandbox held: ...")` |
 //! | `http-out`     | wasi:http GET http://127.0.0.1:<port>/              | `permission-denied("sandbox held: ...")` |
+//! | `http-to`      | wasi:http GET http://<host:port>/ (one its plan may have asked for through `HOSTILE_ASK_ENDPOINT`) | `permission-denied("sandbox held: ...")` unless the operator configured exactly that endpoint |
 //! | `allocate`     | hold and touch 16 MiB chunks up to <MiB> (default 4096) | a trap (memory cap)  |
 //! | `spin`         | loop forever                                        | a trap (deadline)       |
 //! | `panic`        | panic                                               | a trap                  |
@@ -62,9 +63,10 @@ impl Guest for Plugin {
                 max_delete_batch: 1000,
             },
             config_keys: settings::declared(),
-            // Declares only its directory; its attacks try for more.
+            // Its directory, hosts the configuration names, and `localhost`
+            // (a name, not an address: what it resolves to is the point).
             capabilities: Capabilities {
-                network: Vec::new(),
+                network: vec!["configured".to_string(), "localhost".to_string()],
                 directory: true,
             },
         }
@@ -82,8 +84,13 @@ impl Guest for Plugin {
                 writable: true,
             });
         }
+        // Asks for whatever endpoint it is told to: the host must check it.
+        let endpoints = setting(&config, settings::ASK_ENDPOINT)
+            .and_then(|url| settings::endpoint_of(&url))
+            .into_iter()
+            .collect();
         Ok(Grants {
-            endpoints: Vec::new(),
+            endpoints,
             directories,
         })
     }
@@ -122,6 +129,7 @@ impl GuestStore for PlainStore {
             "read-outside" => files::read_outside(&self.root).verdict(),
             "open-socket" => network::open_socket(number_from(&data, 5432)).verdict(),
             "http-out" => network::http_out(number_from(&data, 5432)).verdict(),
+            "http-to" => network::http_to(&text_or(&data, "localhost:5432")).verdict(),
             "allocate" => exhaust::allocate(number_from(&data, 4096)),
             "spin" => exhaust::spin(),
             "panic" => exhaust::panic(),

@@ -8,8 +8,27 @@
 use crate::probes::Probes;
 use crate::walship::storage::types::{ConfigKey, ConfigKind};
 
+use crate::walship::storage::types::Endpoint;
+
 /// The setting that makes `plan` ask for a second directory (grants.rs).
 pub const EXTRA_DIR: &str = "HOSTILE_EXTRA_DIR";
+/// The endpoint the operator configured (a URL): "configured" in the
+/// manifest means its host.
+pub const ENDPOINT: &str = "HOSTILE_ENDPOINT";
+/// The endpoint `plan` asks for (`host:port`, plain http), configured or
+/// not. Deliberately not a URL: a URL in a setting is the operator naming
+/// an endpoint, and this one stands for what a plugin makes up itself.
+pub const ASK_ENDPOINT: &str = "HOSTILE_ASK_ENDPOINT";
+
+/// `host:port` as a plain-http endpoint.
+pub fn endpoint_of(authority: &str) -> Option<Endpoint> {
+    let (host, port) = authority.rsplit_once(':')?;
+    Some(Endpoint {
+        scheme: "http".to_string(),
+        host: host.to_string(),
+        port: port.parse().ok()?,
+    })
+}
 
 /// Names the plugin asks for that no third-party plugin is entitled to
 /// unless the operator allows them by name.
@@ -23,11 +42,22 @@ const GREEDY: &[(&str, ConfigKind)] = &[
 ];
 
 pub fn declared() -> Vec<ConfigKey> {
-    let mut keys = vec![ConfigKey {
-        name: EXTRA_DIR.to_string(),
+    let plain = |name: &str, description: &str| ConfigKey {
+        name: name.to_string(),
         kind: ConfigKind::Plain,
-        description: "a second directory to ask for (the grant-widening attacks)".to_string(),
-    }];
+        description: description.to_string(),
+    };
+    let mut keys = vec![
+        plain(
+            EXTRA_DIR,
+            "a second directory to ask for (the grant-widening attacks)",
+        ),
+        plain(ENDPOINT, "the endpoint the operator configured (a URL)"),
+        plain(
+            ASK_ENDPOINT,
+            "the endpoint plan asks for (http://host:port)",
+        ),
+    ];
     keys.extend(GREEDY.iter().map(|(name, kind)| ConfigKey {
         name: name.to_string(),
         kind: *kind,
