@@ -153,8 +153,8 @@ async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
         Command::Plugin(PluginCommand::Inspect {
             file_or_scheme: plugin,
         }) => commands::plugin_inspect::run(ctx, plugin).await,
-        Command::Plugin(PluginCommand::Install { file }) => {
-            commands::plugin_install::install(ctx, file).await
+        Command::Plugin(PluginCommand::Install { file, force }) => {
+            commands::plugin_install::install(ctx, file, *force).await
         }
         Command::Plugin(PluginCommand::List) => commands::plugin_install::list(ctx).await,
         Command::Plugin(PluginCommand::Test {

@@ -4,9 +4,15 @@
 //! as `<backend>.wasm` beside a record, `<backend>.toml`, that names the
 //! schemes it serves and the sha256 it was installed with. A prefix's scheme
 //! is served by the first directory (in `Settings::plugin_dirs` order) whose
-//! record lists it, else by a file named after the scheme (the bundled
-//! plugins: `fs.wasm` for `file://`, ...). A plugin whose bytes no longer
-//! match its record is refused, not loaded.
+//! record lists it, else by the bundled plugin named after the scheme
+//! (`fs.wasm` for `file://`, ...) in the bundled directory, the last one. A
+//! plugin whose bytes no longer match its record is refused, not loaded.
+//!
+//! A `.wasm` file without a record in any other directory is never loaded:
+//! a file dropped into the per-user plugin directory (by anyone or anything
+//! that can write there) would otherwise silently take over `file://` or
+//! `s3://` from the bundled plugin. Installing over a bundled scheme takes
+//! `plugin install --force`, which says what it shadows.
 
 use std::path::{Path, PathBuf};
 
@@ -89,8 +95,9 @@ pub fn records(dir: &Path) -> Result<Vec<(PathBuf, InstallRecord)>, RegistryErro
 }
 
 /// The plugin serving `scheme`, or named `name` (a backend name such as
-/// `s3`, for `inspect`).
+/// `s3`, for `inspect`). `dirs` ends with the bundled directory.
 pub fn resolve(dirs: &[PathBuf], scheme_or_name: &str) -> Result<Resolved, RegistryError> {
+    let bundled = dirs.last();
     for dir in dirs {
         for (_, record) in records(dir)? {
             if record.schemes.iter().any(|s| s == scheme_or_name)
@@ -103,19 +110,20 @@ pub fn resolve(dirs: &[PathBuf], scheme_or_name: &str) -> Result<Resolved, Regis
                 });
             }
         }
-        let mut names = vec![scheme_or_name];
-        if let Some((_, name)) = BUNDLED_NAMES.iter().find(|(s, _)| *s == scheme_or_name) {
-            names.push(name);
-        }
-        for name in names {
-            let path = dir.join(format!("{name}.wasm"));
-            if path.is_file() {
+        let found = bundled_file(dir, scheme_or_name);
+        if Some(dir) == bundled {
+            if let Some(path) = found {
                 return Ok(Resolved {
                     path,
                     expected_sha256: None,
                     declared_settings: None,
                 });
             }
+        } else if let Some(path) = found {
+            eprintln!(
+                "walship: warning: ignoring {}: a plugin file without an install record is never used (install it with `walship plugin install`)",
+                path.display()
+            );
         }
     }
     Err(RegistryError::NoPlugin {
@@ -126,6 +134,27 @@ pub fn resolve(dirs: &[PathBuf], scheme_or_name: &str) -> Result<Resolved, Regis
             .collect::<Vec<_>>()
             .join(", "),
     })
+}
+
+/// The file a bundled plugin for `scheme_or_name` would have in `dir`.
+fn bundled_file(dir: &Path, scheme_or_name: &str) -> Option<PathBuf> {
+    let mut names = vec![scheme_or_name];
+    if let Some((_, name)) = BUNDLED_NAMES.iter().find(|(s, _)| *s == scheme_or_name) {
+        names.push(name);
+    }
+    names
+        .into_iter()
+        .map(|name| dir.join(format!("{name}.wasm")))
+        .find(|path| path.is_file())
+}
+
+/// The bundled plugin files (in `bundled_dir`) that a plugin serving
+/// `schemes` would take the place of, by scheme.
+pub fn shadowed_bundled(bundled_dir: &Path, schemes: &[String]) -> Vec<(String, PathBuf)> {
+    schemes
+        .iter()
+        .filter_map(|s| Some((s.clone(), bundled_file(bundled_dir, s)?)))
+        .collect()
 }
 
 /// Copies `source` into `dir` as `<backend>.wasm` and writes its record,
@@ -239,6 +268,13 @@ mod tests {
         );
         let err = resolve(&dirs, "gs").unwrap_err().to_string();
         assert!(err.contains("no storage plugin for gs://"), "{err}");
+        assert_eq!(
+            shadowed_bundled(&bundled, &["file".into(), "x".into(), "s3".into()]),
+            [
+                ("file".to_string(), bundled.join("fs.wasm")),
+                ("s3".to_string(), bundled.join("s3.wasm"))
+            ]
+        );
 
         // A second backend may not claim a scheme that is already served.
         let err = install(&installed, &source, &record("other", &["s3x"])).unwrap_err();
@@ -249,6 +285,24 @@ mod tests {
         // The same backend may be reinstalled (an upgrade).
         install(&installed, &source, &record("mys3", &["s3"])).unwrap();
         std::fs::remove_dir_all(&installed).unwrap();
+        std::fs::remove_dir_all(&bundled).unwrap();
+    }
+
+    #[test]
+    fn an_unrecorded_file_outside_the_bundled_directory_is_never_used() {
+        let per_user = temp("per-user");
+        let bundled = temp("bundled-only");
+        std::fs::write(bundled.join("fs.wasm"), b"bundled fs").unwrap();
+        // Dropped in, not installed: no record.
+        std::fs::write(per_user.join("fs.wasm"), b"planted").unwrap();
+        std::fs::write(per_user.join("gs.wasm"), b"planted").unwrap();
+        let dirs = [per_user.clone(), bundled.clone()];
+        assert_eq!(
+            resolve(&dirs, "file").unwrap().path,
+            bundled.join("fs.wasm")
+        );
+        assert!(resolve(&dirs, "gs").is_err());
+        std::fs::remove_dir_all(&per_user).unwrap();
         std::fs::remove_dir_all(&bundled).unwrap();
     }
 

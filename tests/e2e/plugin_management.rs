@@ -95,7 +95,7 @@ fn declared_settings_are_shown_recorded_and_a_changed_declaration_is_refused() {
         .arg(&plugins);
     let install = walship
         .clone()
-        .args(["plugin", "install"])
+        .args(["plugin", "install", "--force"])
         .arg(test_plugin("hostile"))
         .run()
         .ok();
@@ -127,5 +127,76 @@ fn declared_settings_are_shown_recorded_and_a_changed_declaration_is_refused() {
     assert!(
         changed.stderr.contains("when it was installed") && changed.stderr.contains("reinstall"),
         "{changed}"
+    );
+}
+
+/// A plugin file dropped into the per-user plugin directory, without an
+/// install record, never takes a scheme over from the bundled plugin: here
+/// the hostile plugin (which claims file:// too) as `fs.wasm`.
+#[test]
+fn an_unrecorded_plugin_file_never_replaces_a_bundled_one() {
+    let scratch = Scratch::new("plugin-planted");
+    let plugins = scratch.dir("plugins");
+    std::fs::copy(test_plugin("hostile"), plugins.join("fs.wasm")).unwrap();
+    let store = scratch.dir("store");
+    let data = scratch.dir("data").join("object");
+    std::fs::write(&data, b"an ordinary object").unwrap();
+    let walship = Walship::new()
+        .arg("--cache-dir")
+        .arg(scratch.dir("cache"))
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .arg("--prefix")
+        .arg(format!("file://{}", store.display()));
+    // `leak-settings` is an attack to the hostile plugin, a key to fs.
+    let put = walship
+        .clone()
+        .args(["st", "put", "leak-settings"])
+        .arg(&data)
+        .run();
+    assert!(
+        put.success(),
+        "the planted plugin served file:// instead of the bundled one:\n{put}"
+    );
+    assert!(put.stderr.contains("without an install record"), "{put}");
+    let list = walship.args(["plugin", "list"]).run().ok();
+    assert!(
+        list.out()
+            .lines()
+            .any(|l| l.contains("ignored") && l.contains("fs.wasm")),
+        "{list}"
+    );
+}
+
+/// Installing a plugin that serves a bundled plugin's scheme takes --force,
+/// and says which bundled plugin it shadows.
+#[test]
+fn installing_over_a_bundled_scheme_needs_force_and_says_what_it_shadows() {
+    let scratch = Scratch::new("plugin-shadow");
+    let plugins = scratch.dir("plugins");
+    let walship = Walship::new()
+        .arg("--cache-dir")
+        .arg(scratch.dir("cache"))
+        .arg("--plugin-dir")
+        .arg(&plugins);
+    let refused = walship
+        .clone()
+        .args(["plugin", "install"])
+        .arg(test_plugin("hostile"))
+        .run();
+    assert_eq!(refused.exit_code(), 1, "{refused}");
+    assert!(
+        refused.stderr.contains("file://") && refused.stderr.contains("--force"),
+        "{refused}"
+    );
+    assert!(!plugins.join("hostile.toml").exists(), "{refused}");
+    let forced = walship
+        .args(["plugin", "install", "--force"])
+        .arg(test_plugin("hostile"))
+        .run()
+        .ok();
+    assert!(
+        forced.out().contains("shadows file:// (bundled") && forced.out().contains("fs.wasm"),
+        "{forced}"
     );
 }

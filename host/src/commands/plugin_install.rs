@@ -9,7 +9,7 @@ use crate::plugin_registry::{self, InstallRecord};
 /// Validates a plugin (it must link against this host's contract and answer
 /// `info`), precompiles it into the cache, and installs it into the first
 /// plugin directory, where the schemes it declares will find it.
-pub async fn install(ctx: &Context, file: &Path) -> Result<(), Failure> {
+pub async fn install(ctx: &Context, file: &Path, force: bool) -> Result<(), Failure> {
     let fail = |m: String| {
         Failure::new(
             EXIT_FAILURE,
@@ -39,6 +39,25 @@ pub async fn install(ctx: &Context, file: &Path) -> Result<(), Failure> {
     if info.schemes.is_empty() {
         return Err(fail("the plugin declares no URL scheme".into()));
     }
+    // Installed plugins are looked up first: serving a scheme a bundled
+    // plugin serves replaces it for every prefix of that scheme.
+    let shadowed = ctx
+        .settings
+        .plugin_dirs
+        .last()
+        .filter(|bundled| *bundled != dir)
+        .map(|bundled| plugin_registry::shadowed_bundled(bundled, &info.schemes))
+        .unwrap_or_default();
+    let described: Vec<String> = shadowed
+        .iter()
+        .map(|(scheme, path)| format!("{scheme}:// (bundled {})", path.display()))
+        .collect();
+    if !shadowed.is_empty() && !force {
+        return Err(fail(format!(
+            "it serves {}, which a bundled plugin serves; it would be used in its place for every such prefix. Add --force if that is what you want",
+            described.join(", ")
+        )));
+    }
     let record = InstallRecord {
         backend: info.backend.clone(),
         plugin_version: info.plugin_version.clone(),
@@ -67,6 +86,9 @@ pub async fn install(ctx: &Context, file: &Path) -> Result<(), Failure> {
         target.display()
     );
     println!("sha256 {}", record.sha256);
+    for shadow in &described {
+        println!("shadows {shadow}: prefixes of that scheme now use this plugin");
+    }
     print_settings(&loaded, &info);
     Ok(())
 }
@@ -131,6 +153,17 @@ pub async fn list(ctx: &Context) -> Result<(), Failure> {
             })
             .collect();
         files.sort();
+        if Some(dir) != ctx.settings.plugin_dirs.last() {
+            // Outside the bundled directory only installed plugins are used.
+            for path in files {
+                println!(
+                    "{:<10} ignored: no install record, never used ({})",
+                    "?",
+                    path.display()
+                );
+            }
+            continue;
+        }
         for path in files {
             match Plugin::load(&path, ctx.runtime_options()) {
                 Ok(loaded) => match loaded.info().await {

@@ -53,7 +53,8 @@ impl Guest for Plugin {
         BackendInfo {
             backend: "hostile".to_string(),
             plugin_version: env!("CARGO_PKG_VERSION").to_string(),
-            schemes: vec!["hostile".to_string()],
+            // file:// too: the bundled fs plugin's scheme (see prefix.rs).
+            schemes: vec!["hostile".to_string(), "file".to_string()],
             features: Features::CREATE_ONLY,
             limits: Limits {
                 max_single_put: 64 << 20,
