@@ -215,7 +215,21 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         local: Option<&ClusterIdentity>,
     ) -> Result<Vec<u8>, ArchiveError> {
         let key = wal_key(name);
-        let object = match transfer::download(&mut self.store, &key).await {
+        // A segment holds exactly the cluster's segment size when that is
+        // known (and never more than the largest PostgreSQL allows): a
+        // larger object, or one claiming to unpack to more, is refused
+        // before it is read or unpacked.
+        let limit = match local {
+            Some(l) if name.has_page_header() => u64::from(l.wal_segment_size),
+            _ => object_format::MAX_DECODED,
+        };
+        let object = match transfer::download_at_most(
+            &mut self.store,
+            &key,
+            limit + object_format::HEADER_LEN as u64,
+        )
+        .await
+        {
             Ok(o) => o,
             Err(StorageError::NotFound(_)) => {
                 // Make "not here" believable before PostgreSQL acts on it.
@@ -232,9 +246,11 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
             }
             Err(e) => return Err(ArchiveError::storage("get", &key)(e)),
         };
-        let bytes = object_format::decode(object).map_err(|source| ArchiveError::Corrupt {
-            key: key.to_string(),
-            source,
+        let bytes = object_format::decode_at_most(object, limit).map_err(|source| {
+            ArchiveError::Corrupt {
+                key: key.to_string(),
+                source,
+            }
         })?;
         if let (Some(local), true) = (local, name.has_page_header()) {
             let header =
