@@ -185,6 +185,16 @@ fn allocating_past_the_memory_limit_is_stopped() {
     h.assert_still_works();
 }
 
+/// Host resources (here wasi:http header sets) live in walship's memory,
+/// not the plugin's: their number is capped too.
+#[test]
+fn hoarding_host_resources_is_stopped() {
+    let h = Hostile::new("hoard");
+    let out = h.put("hoard-resources", b"", &[]);
+    h.assert_contained(&out, None);
+    h.assert_still_works();
+}
+
 #[test]
 fn spinning_is_timed_out() {
     let h = Hostile::new("spin");

@@ -296,8 +296,19 @@ impl Plugin {
             .map_err(|e| StorageError::PermissionDenied(format!("{e:#}")))?;
         let state = PluginState {
             wasi,
-            http: WasiHttpCtx::new(),
-            table: wasmtime::component::ResourceTable::new(),
+            http: {
+                let mut http = WasiHttpCtx::new();
+                http.set_field_size_limit(MAX_HEADER_BYTES);
+                http
+            },
+            table: {
+                // Every WASI resource (header sets, streams, pollables, ...)
+                // is host memory the plugin's cap does not count: bound
+                // how many it may hold at once.
+                let mut table = wasmtime::component::ResourceTable::new();
+                table.set_max_capacity(MAX_RESOURCES);
+                table
+            },
             gate: sandbox::NetworkGate {
                 granted: endpoints.to_vec(),
                 policy: self.options.policy.clone(),
@@ -306,10 +317,7 @@ impl Plugin {
                 outbound: self.outbound.clone(),
                 manifest,
             },
-            memory: MemoryLimiter {
-                max_bytes: self.options.memory_limit_bytes,
-                exceeded: false,
-            },
+            memory: MemoryLimiter::new(self.options.memory_limit_bytes),
             log_level: self.options.log_level,
             deadline: Instant::now() + self.options.call_timeout,
             values,
@@ -336,6 +344,13 @@ impl Plugin {
         Ok(Instance { store, bindings })
     }
 }
+
+/// Host-side resources one plugin instance may hold at once (a store uses
+/// a few dozen: streams, pollables, header sets of requests in flight).
+const MAX_RESOURCES: usize = 4096;
+/// Largest set of HTTP header fields a plugin may build (wasmtime's default
+/// is 128 KiB; S3 and Azure requests carry a few KiB).
+const MAX_HEADER_BYTES: usize = 64 << 10;
 
 fn link(engine: &Engine, component: &Component) -> wasmtime::Result<StoragePluginPre<PluginState>> {
     let mut linker = Linker::<PluginState>::new(engine);

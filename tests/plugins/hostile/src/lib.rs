@@ -12,6 +12,7 @@
 //! | `allocate`     | hold and touch 16 MiB chunks up to <MiB> (default 4096) | a trap (memory cap)  |
 //! | `spin`         | loop forever                                        | a trap (deadline)       |
 //! | `panic`        | panic                                               | a trap                  |
+//! | `hoard-resources` | hold 50 000 wasi:http header sets (host memory)  | a trap (resource table cap) |
 //! | `plant-symlink`| create `<root>/esc -> <target>` (default `../../..`) | `other("planted ...")` (the next attack uses it) |
 //! | `leak-settings`| report every setting it was handed that it is not entitled to (it declares walship's, PostgreSQL's, the S3 backend's and a secret file's) | `permission-denied("sandbox held: ...")` |
 //! | `through-extra`| read `<extra>/<file>` (default `etc/passwd`), write into `<extra>` (the `HOSTILE_EXTRA_DIR` grant) | no grant (open fails) or `permission-denied("sandbox held: ...")` |
@@ -134,6 +135,7 @@ impl GuestStore for PlainStore {
             "allocate" => exhaust::allocate(number_from(&data, 4096)),
             "spin" => exhaust::spin(),
             "panic" => exhaust::panic(),
+            "hoard-resources" => exhaust::hoard_resources(),
             "plant-symlink" => {
                 match grants::plant_symlink(&self.root, &text_or(&data, grants::DEFAULT_TARGET)) {
                     Ok(done) => Error::Other(done),
