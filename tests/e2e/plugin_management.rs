@@ -200,3 +200,65 @@ fn installing_over_a_bundled_scheme_needs_force_and_says_what_it_shadows() {
         "{forced}"
     );
 }
+
+/// A plugin's strings (setting descriptions, error messages, ...) reach
+/// the operator's terminal: escape sequences and forged lines in them are
+/// shown escaped. `install` shows what the plugin asks for.
+#[test]
+fn plugin_supplied_text_cannot_spoof_what_the_operator_reads() {
+    let scratch = Scratch::new("plugin-spoof");
+    let plugins = scratch.dir("plugins");
+    let walship = Walship::new()
+        .arg("--cache-dir")
+        .arg(scratch.dir("cache"))
+        .arg("--plugin-dir")
+        .arg(&plugins);
+    let clean = |out: &walship_e2e::Outcome| {
+        for text in [&out.stdout, &out.stderr] {
+            assert!(
+                !text.contains('\x1b') && !text.contains('\r'),
+                "raw control characters reached the terminal:\n{out:?}"
+            );
+            assert!(
+                !text.lines().any(|l| l.starts_with("sha256 0000")),
+                "a forged line:\n{out}"
+            );
+        }
+    };
+    let hostile = test_plugin("hostile");
+    let inspect = walship
+        .clone()
+        .args(["plugin", "inspect"])
+        .arg(&hostile)
+        .run()
+        .ok();
+    clean(&inspect);
+    assert!(inspect.out().contains("\\u{1b}"), "{inspect}");
+    let install = walship
+        .clone()
+        .args(["plugin", "install", "--force"])
+        .arg(&hostile)
+        .run()
+        .ok();
+    clean(&install);
+    assert!(
+        install
+            .out()
+            .contains("asks for: network: configured, localhost; directory access: yes"),
+        "{install}"
+    );
+    let list = walship.clone().args(["plugin", "list"]).run().ok();
+    clean(&list);
+    let data = scratch.dir("data").join("x");
+    std::fs::write(&data, b"x").unwrap();
+    let failed = walship
+        .args([
+            "--prefix",
+            &format!("hostile://{}", scratch.dir("store").display()),
+        ])
+        .args(["st", "put", "spoof-error"])
+        .arg(&data)
+        .run();
+    assert_eq!(failed.exit_code(), 1, "{failed}");
+    clean(&failed);
+}

@@ -401,8 +401,12 @@ struct Responder {
 
 impl Responder {
     fn start() -> Responder {
+        Responder::on("127.0.0.1")
+    }
+
+    fn on(address: &str) -> Responder {
         use std::io::{Read, Write};
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let listener = TcpListener::bind((address, 0)).expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = connections.clone();
@@ -467,4 +471,62 @@ fn internal_addresses_are_reached_only_at_the_configured_endpoint() {
     assert_eq!(configured.reached(), 1, "{out}");
     assert_eq!(other.reached(), 0, "{out}");
     h.assert_still_works();
+}
+
+/// This machine's address on its network (not loopback): where a request
+/// would cross the network.
+fn network_address() -> String {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+    // Connecting a UDP socket sends nothing; it picks the outgoing address.
+    socket
+        .connect("192.0.2.1:9")
+        .or_else(|_| socket.connect("8.8.8.8:53"))
+        .expect("this test needs a network interface besides loopback");
+    let ip = socket.local_addr().expect("local address").ip();
+    assert!(!ip.is_loopback(), "no address besides loopback: {ip}");
+    ip.to_string()
+}
+
+/// A plugin holding a credential never sends a request over plain http
+/// beyond this machine, even to the endpoint the operator configured; with
+/// no credential, or once the operator allows it, the request goes.
+#[test]
+fn credentials_never_travel_in_clear_text_beyond_loopback() {
+    let h = Hostile::new("cleartext");
+    let address = network_address();
+    let server = Responder::on(&address);
+    let asked = format!("{address}:{}", server.port);
+    let endpoint = format!("http://{asked}");
+    let base = [
+        ("HOSTILE_ENDPOINT", endpoint.as_str()),
+        ("HOSTILE_ASK_ENDPOINT", asked.as_str()),
+        ("WALSHIP_PLUGIN_CALL_TIMEOUT", "10"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
+        base.iter().copied().chain(extra.iter().copied()).collect()
+    };
+
+    let out = h.put(
+        "http-to",
+        asked.as_bytes(),
+        &with(&[("HOSTILE_API_KEY", "api-key-e2e-0d91")]),
+    );
+    h.assert_contained(&out, Some("clear text"));
+    assert_eq!(server.reached(), 0, "sent in clear text:\n{out}");
+
+    // No credential: nothing to leak, the request goes.
+    let out = h.put("http-to", asked.as_bytes(), &with(&[]));
+    assert!(out.stderr.contains("got a response, status 200"), "{out}");
+    assert_eq!(server.reached(), 1, "{out}");
+    // The operator's explicit choice.
+    let out = h.put(
+        "http-to",
+        asked.as_bytes(),
+        &with(&[
+            ("HOSTILE_API_KEY", "api-key-e2e-0d91"),
+            ("WALSHIP_ALLOW_HTTP_CREDENTIALS", "1"),
+        ]),
+    );
+    assert!(out.stderr.contains("got a response, status 200"), "{out}");
+    assert_eq!(server.reached(), 2, "{out}");
 }

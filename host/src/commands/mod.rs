@@ -161,6 +161,11 @@ impl Context {
                         .collect()
                 })
                 .unwrap_or_default(),
+            allow_http_credentials: self
+                .settings
+                .plugin_settings
+                .get("WALSHIP_ALLOW_HTTP_CREDENTIALS")
+                .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
         }
     }
 

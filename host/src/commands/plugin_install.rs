@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use super::plugin_inspect::{printable, printable_list};
 use super::{Context, EXIT_FAILURE, Failure};
 use crate::plugin::Plugin;
 use crate::plugin_registry::{self, InstallRecord};
@@ -75,12 +76,12 @@ pub async fn install(ctx: &Context, file: &Path, force: bool) -> Result<(), Fail
     println!(
         "installed {} {} ({}) serving {} as {}",
         record.backend,
-        record.plugin_version,
-        record.contract,
+        printable(&record.plugin_version),
+        printable(&record.contract),
         record
             .schemes
             .iter()
-            .map(|s| format!("{s}://"))
+            .map(|s| format!("{}://", printable(s)))
             .collect::<Vec<_>>()
             .join(", "),
         target.display()
@@ -89,6 +90,16 @@ pub async fn install(ctx: &Context, file: &Path, force: bool) -> Result<(), Fail
     for shadow in &described {
         println!("shadows {shadow}: prefixes of that scheme now use this plugin");
     }
+    let caps = &info.capabilities;
+    println!(
+        "asks for: network: {}; directory access: {}",
+        if caps.network.is_empty() {
+            "none".to_string()
+        } else {
+            printable_list(&caps.network, ", ")
+        },
+        if caps.directory { "yes" } else { "no" }
+    );
     print_settings(&loaded, &info);
     Ok(())
 }
@@ -102,12 +113,13 @@ fn print_settings(loaded: &Plugin, info: &crate::storage::BackendInfo) {
         println!("settings: none");
         return;
     }
-    println!("settings: {}", declared.join(", "));
+    println!("settings: {}", printable_list(&declared, ", "));
     let refused = loaded.refused_settings(info);
     for (described, key) in declared.iter().zip(&info.config_keys) {
         if let Some((_, why)) = refused.iter().find(|(name, _)| *name == key.name) {
             println!(
-                "  {described}: not handed over: {why} (allow it by name with WALSHIP_PLUGIN_SETTINGS)"
+                "  {}: not handed over: {why} (allow it by name with WALSHIP_PLUGIN_SETTINGS)",
+                printable(described)
             );
         }
     }
@@ -130,12 +142,12 @@ pub async fn list(ctx: &Context) -> Result<(), Failure> {
             let shadowed = !seen.insert(r.backend.clone());
             println!(
                 "{:<10} {:<9} {:<22} {:<14} {:<9} {:<16} {}{}",
-                r.backend,
-                r.plugin_version,
-                r.contract,
-                r.schemes.join(","),
+                printable(&r.backend),
+                printable(&r.plugin_version),
+                printable(&r.contract),
+                printable_list(&r.schemes, ","),
                 "installed",
-                &r.sha256[..16.min(r.sha256.len())],
+                printable(r.sha256.get(..16).unwrap_or(&r.sha256)),
                 dir.join(&r.file).display(),
                 if shadowed { " (shadowed)" } else { "" }
             );
@@ -171,17 +183,22 @@ pub async fn list(ctx: &Context) -> Result<(), Failure> {
                         let shadowed = !seen.insert(info.backend.clone());
                         println!(
                             "{:<10} {:<9} {:<22} {:<14} {:<9} {:<16} {}{}",
-                            info.backend,
-                            info.plugin_version,
-                            loaded.contract(),
-                            info.schemes.join(","),
+                            printable(&info.backend),
+                            printable(&info.plugin_version),
+                            printable(&loaded.contract()),
+                            printable_list(&info.schemes, ","),
                             "bundled",
                             &loaded.digest.0[..16],
                             path.display(),
                             if shadowed { " (shadowed)" } else { "" }
                         );
                     }
-                    Err(e) => println!("{:<10} unusable: {e} ({})", "?", path.display()),
+                    Err(e) => println!(
+                        "{:<10} unusable: {} ({})",
+                        "?",
+                        printable(&e.to_string()),
+                        path.display()
+                    ),
                 },
                 Err(e) => println!("{:<10} unusable: {e:#} ({})", "?", path.display()),
             }

@@ -13,12 +13,25 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// What one request may reach besides public addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Reach {
     /// Loopback, private, link-local and similar addresses.
     pub internal: bool,
     /// Cloud metadata services (169.254.169.254, fd00:ec2::254, ...).
     pub metadata: bool,
+    /// Whether a non-loopback address may be reached at all: false for a
+    /// plain-http request of an instance that holds credentials (they would
+    /// cross the network in clear text) unless the operator allows it.
+    pub beyond_loopback: bool,
+}
+
+impl Reach {
+    /// Public addresses only (and loopback, which never leaves the machine).
+    pub const PUBLIC: Reach = Reach {
+        internal: false,
+        metadata: false,
+        beyond_loopback: true,
+    };
 }
 
 /// Cloud metadata services: AWS, GCP, Azure and most others answer at
@@ -76,6 +89,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// Whether `reach` lets a request connect to `ip`.
 pub fn may_connect(ip: IpAddr, reach: Reach) -> bool {
+    if !canonical(ip).is_loopback() && !reach.beyond_loopback {
+        return false;
+    }
     if is_metadata(ip) {
         return reach.metadata;
     }
@@ -92,10 +108,10 @@ mod tests {
 
     #[test]
     fn internal_addresses_need_the_operators_endpoint() {
-        let public = Reach::default();
+        let public = Reach::PUBLIC;
         let configured = Reach {
             internal: true,
-            metadata: false,
+            ..Reach::PUBLIC
         };
         for internal in [
             "127.0.0.1",
@@ -122,19 +138,33 @@ mod tests {
     fn metadata_services_need_the_credential_chain_even_when_configured() {
         let configured = Reach {
             internal: true,
-            metadata: false,
+            ..Reach::PUBLIC
         };
         for metadata in ["169.254.169.254", "fd00:ec2::254", "::ffff:169.254.169.254"] {
             assert!(!may_connect(ip(metadata), configured), "{metadata}");
             assert!(may_connect(
                 ip(metadata),
                 Reach {
-                    internal: false,
-                    metadata: true
+                    metadata: true,
+                    ..Reach::PUBLIC
                 }
             ));
         }
         assert!(is_metadata_name("metadata.google.internal."));
+    }
+
+    #[test]
+    fn credentials_over_plain_http_stay_on_this_machine() {
+        let cleartext = Reach {
+            internal: true,
+            beyond_loopback: false,
+            ..Reach::PUBLIC
+        };
+        assert!(may_connect(ip("127.0.0.1"), cleartext));
+        assert!(may_connect(ip("::1"), cleartext));
+        for remote in ["52.95.110.1", "10.0.0.5", "::ffff:10.0.0.5"] {
+            assert!(!may_connect(ip(remote), cleartext), "{remote}");
+        }
         assert!(!is_metadata_name("storage.googleapis.com"));
     }
 }

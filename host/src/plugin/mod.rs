@@ -59,6 +59,9 @@ pub struct RuntimeOptions {
     /// Setting names the operator allows a third-party plugin to receive
     /// (`WALSHIP_PLUGIN_SETTINGS`), beyond those of its own (entitlement.rs).
     pub allowed_settings: Vec<String>,
+    /// Let a plugin holding credentials use plain http beyond this machine
+    /// (`WALSHIP_ALLOW_HTTP_CREDENTIALS=1`); off by default.
+    pub allow_http_credentials: bool,
 }
 
 /// A loaded plugin: compiled code plus a linker, ready to instantiate.
@@ -549,6 +552,8 @@ impl PluginStore<'_> {
                             &self.prefix,
                             &[&self.config.plain, &self.config.secrets],
                         ),
+                        holds_secrets: !self.config.secrets.is_empty(),
+                        cleartext_allowed: self.plugin.options.allow_http_credentials,
                     }),
                     self.plugin.options.cache_dir.as_deref().map(|dir| {
                         value_cache::ValueCache::open(
@@ -770,6 +775,7 @@ mod tests {
             ca_file: None,
             own_state: Vec::new(),
             allowed_settings: Vec::new(),
+            allow_http_credentials: false,
         }
     }
 

@@ -204,10 +204,15 @@ impl Outbound {
 /// refusal, logged with the plugin, the host and the addresses.
 async fn resolve(key: &PoolKey, plugin: &str) -> Result<Vec<std::net::SocketAddr>, HttpError> {
     let refuse = |why: String| {
+        let rule = if key.reach.beyond_loopback {
+            "an internal address is reached only at an endpoint the configuration names with exactly that scheme, host and port, or one in WALSHIP_ALLOW_HOSTS"
+        } else {
+            "the plugin holds credentials, which would cross the network in clear text over http://; use https, or set WALSHIP_ALLOW_HTTP_CREDENTIALS=1 if that network is trusted"
+        };
         crate::logging::log_line(
             crate::logging::LogLevelFilter::Error,
             &format!(
-                "plugin {plugin} tried to reach {}:{}, {why}; denied (an internal address is reached only at an endpoint the configuration names with exactly that scheme, host and port, or one in WALSHIP_ALLOW_HOSTS)",
+                "plugin {plugin} tried to reach {}:{}, {why}; denied ({rule})",
                 key.host, key.port
             ),
         );
@@ -466,7 +471,7 @@ mod tests {
     /// The test servers listen on loopback, as a configured emulator does.
     const LOCAL: Reach = Reach {
         internal: true,
-        metadata: false,
+        ..Reach::PUBLIC
     };
 
     #[tokio::test]
@@ -478,12 +483,7 @@ mod tests {
             *get.uri_mut() = format!("http://{host}:{port}/key").parse().unwrap();
             let err = outbound
                 .clone()
-                .send(
-                    get,
-                    HttpTimeouts::default(),
-                    Reach::default(),
-                    "test".into(),
-                )
+                .send(get, HttpTimeouts::default(), Reach::PUBLIC, "test".into())
                 .await
                 .err()
                 .expect("refused");

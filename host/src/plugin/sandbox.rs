@@ -212,6 +212,11 @@ pub struct RuntimeManifest {
     /// The http(s) endpoints the configuration names, with scheme and port:
     /// the only ones that may lead to an internal address.
     pub endpoints: Vec<Endpoint>,
+    /// Whether the instance was handed credentials (any secret).
+    pub holds_secrets: bool,
+    /// The operator lets credentials go over plain http beyond this machine
+    /// (`WALSHIP_ALLOW_HTTP_CREDENTIALS`).
+    pub cleartext_allowed: bool,
 }
 
 /// Whether a plugin may reach the cloud platform's metadata service (and so
@@ -243,7 +248,7 @@ impl NetworkGate {
             .port_u16()
             .unwrap_or(if scheme == "http" { 80 } else { 443 });
         let Some(manifest) = &self.manifest else {
-            return Default::default();
+            return super::address_class::Reach::PUBLIC;
         };
         let configured = manifest.endpoints.iter().any(|e| {
             let name = !super::manifest::is_ip_literal(&e.host);
@@ -264,6 +269,10 @@ impl NetworkGate {
         super::address_class::Reach {
             internal: configured || listed,
             metadata: may_use_credential_chain(&manifest.capabilities),
+            // Credentials never cross the network in clear text.
+            beyond_loopback: scheme != "http"
+                || !manifest.holds_secrets
+                || manifest.cleartext_allowed,
         }
     }
 

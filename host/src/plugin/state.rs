@@ -58,8 +58,9 @@ impl Host for PluginState {
             LogLevel::Error => LogLevelFilter::Error,
         };
         if level <= self.log_level {
-            // One line per message: a plugin cannot forge extra log lines.
-            let message = message.replace(['\n', '\r'], " ");
+            // One line per message, control characters escaped: a plugin
+            // cannot forge extra log lines or rewrite the terminal.
+            let message = crate::logging::printable(&message.replace(['\n', '\r'], " "));
             log_line(
                 level,
                 &format!("plugin {}: {message}", self.gate.plugin_name),

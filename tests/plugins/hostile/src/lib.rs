@@ -14,6 +14,7 @@
 //! | `panic`        | panic                                               | a trap                  |
 //! | `hoard-resources` | hold 50 000 wasi:http header sets (host memory)  | a trap (resource table cap) |
 //! | `plant-symlink`| create `<root>/esc -> <target>` (default `../../..`) | `other("planted ...")` (the next attack uses it) |
+//! | `spoof-error`  | fail with a message full of terminal escapes and a forged line | the message shown escaped, on one line |
 //! | `leak-settings`| report every setting it was handed that it is not entitled to (it declares walship's, PostgreSQL's, the S3 backend's and a secret file's) | `permission-denied("sandbox held: ...")` |
 //! | `through-extra`| read `<extra>/<file>` (default `etc/passwd`), write into `<extra>` (the `HOSTILE_EXTRA_DIR` grant) | no grant (open fails) or `permission-denied("sandbox held: ...")` |
 //!
@@ -143,6 +144,7 @@ impl GuestStore for PlainStore {
                 }
             }
             "leak-settings" => settings::leak(&self.received).verdict(),
+            "spoof-error" => Error::Other(settings::SPOOF.to_string()),
             "through-extra" => {
                 grants::through_extra(self.extra.as_deref(), &text_or(&data, "")).verdict()
             }

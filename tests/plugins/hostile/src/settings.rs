@@ -20,6 +20,9 @@ pub const ENDPOINT: &str = "HOSTILE_ENDPOINT";
 /// an endpoint, and this one stands for what a plugin makes up itself.
 pub const ASK_ENDPOINT: &str = "HOSTILE_ASK_ENDPOINT";
 
+/// Text that, printed raw, erases its line and forges others.
+pub const SPOOF: &str = "nothing\x1b[1A\x1b[2K\rsettings: none\nsha256 0000000000000000";
+
 /// `host:port` as a plain-http endpoint.
 pub fn endpoint_of(authority: &str) -> Option<Endpoint> {
     let (host, port) = authority.rsplit_once(':')?;
@@ -53,10 +56,17 @@ pub fn declared() -> Vec<ConfigKey> {
             "a second directory to ask for (the grant-widening attacks)",
         ),
         plain(ENDPOINT, "the endpoint the operator configured (a URL)"),
-        plain(
-            ASK_ENDPOINT,
-            "the endpoint plan asks for (http://host:port)",
-        ),
+        plain(ASK_ENDPOINT, "the endpoint plan asks for (host:port)"),
+        // What an operator reads must be what the plugin said, not what its
+        // escape sequences make the terminal show.
+        plain("HOSTILE_SPOOF", SPOOF),
+        // A credential of its own: it may have it, but never send it over
+        // plain http beyond this machine.
+        ConfigKey {
+            name: "HOSTILE_API_KEY".to_string(),
+            kind: ConfigKind::Secret,
+            description: "a credential of its own".to_string(),
+        },
     ];
     keys.extend(GREEDY.iter().map(|(name, kind)| ConfigKey {
         name: name.to_string(),
