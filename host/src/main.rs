@@ -79,6 +79,10 @@ fn main() -> ExitCode {
     };
     start_watchdog(settings.deadline + Duration::from_secs(10), failure_code);
     let deadline = settings.deadline;
+    // A cache directory this user cannot use (HOME pointing at another
+    // user's home) falls back to a private one, with a warning.
+    let mut settings = settings;
+    settings.cache_dir = plugin::usable_cache_dir(settings.cache_dir.as_deref());
     let ctx = Context {
         settings,
         cwd,

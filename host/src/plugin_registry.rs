@@ -56,6 +56,8 @@ pub enum RegistryError {
     NoPlugin { scheme: String, searched: String },
     #[error("plugin record {path} is damaged: {why}")]
     DamagedRecord { path: String, why: String },
+    #[error("cannot read plugin directory {dir}: {why}")]
+    Unreadable { dir: String, why: String },
     #[error("{0}")]
     Io(String),
 }
@@ -70,10 +72,10 @@ pub fn records(dir: &Path) -> Result<Vec<(PathBuf, InstallRecord)>, RegistryErro
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
-            return Err(RegistryError::Io(format!(
-                "cannot read {}: {e}",
-                dir.display()
-            )));
+            return Err(RegistryError::Unreadable {
+                dir: dir.display().to_string(),
+                why: e.to_string(),
+            });
         }
     };
     let mut out = Vec::new();
@@ -99,7 +101,16 @@ pub fn records(dir: &Path) -> Result<Vec<(PathBuf, InstallRecord)>, RegistryErro
 pub fn resolve(dirs: &[PathBuf], scheme_or_name: &str) -> Result<Resolved, RegistryError> {
     let bundled = dirs.last();
     for dir in dirs {
-        for (_, record) in records(dir)? {
+        let records = match records(dir) {
+            // HOME pointing at a home this user cannot read (`su postgres`
+            // without `-`): nothing installed there can be used anyway.
+            Err(e @ RegistryError::Unreadable { .. }) if Some(dir) != bundled => {
+                eprintln!("walship: warning: {e}; skipping it");
+                continue;
+            }
+            other => other?,
+        };
+        for (_, record) in records {
             if record.schemes.iter().any(|s| s == scheme_or_name)
                 || record.backend == scheme_or_name
             {

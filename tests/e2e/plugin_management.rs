@@ -262,3 +262,66 @@ fn plugin_supplied_text_cannot_spoof_what_the_operator_reads() {
     assert_eq!(failed.exit_code(), 1, "{failed}");
     clean(&failed);
 }
+
+/// `su postgres` without `-` (and many container images) leaves HOME at a
+/// home postgres cannot read. The per-user plugin directory there is
+/// skipped with a warning line (not an error on every wal-push), and the
+/// compiled-plugin cache falls back to a private directory postgres owns.
+/// (Issue 15 point 10.)
+#[test]
+fn an_unreadable_home_is_skipped_with_a_warning_and_the_cache_falls_back() {
+    assert!(
+        walship_e2e::process::is_root(),
+        "this test runs walship as postgres with HOME=/root: run it as root"
+    );
+    let scratch = Scratch::new("home-root");
+    let store = scratch.postgres_dir("store", 0o700);
+    let object = scratch.postgres_file("object", b"stored with HOME=/root\n");
+    let back = scratch.postgres_dir("back", 0o700).join("object");
+    // runuser resets HOME to postgres's own; `env` puts /root back, as
+    // `su` without `-` leaves it.
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--", "env", "HOME=/root"])
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("WALSHIP_CACHE_DIR")
+            .env_remove("WALSHIP_PLUGIN_DIR")
+            .arg(walship_e2e::walship::walship_bin())
+            .arg("--prefix")
+            .arg(format!("file://{}", store.display()))
+            .args(args)
+            .output()
+            .expect("run walship as postgres");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?} failed:\n{stderr}");
+        stderr
+    };
+    let put = run(&[
+        "st".as_ref(),
+        "put".as_ref(),
+        "object".as_ref(),
+        object.as_os_str(),
+    ]);
+    assert!(
+        put.lines().any(
+            |l| l.starts_with("walship: warning: cannot read plugin directory /root/")
+                && l.ends_with("skipping it")
+        ),
+        "no warning line for the skipped plugin directory:\n{put}"
+    );
+    assert!(
+        put.lines().any(
+            |l| l.contains("cache directory /root/.cache/walship is not usable")
+                && l.contains("using ")
+        ),
+        "no warning line for the cache fallback:\n{put}"
+    );
+    run(&[
+        "st".as_ref(),
+        "get".as_ref(),
+        "object".as_ref(),
+        back.as_os_str(),
+    ]);
+    assert_eq!(std::fs::read(&back).unwrap(), b"stored with HOME=/root\n");
+}

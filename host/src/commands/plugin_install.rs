@@ -135,7 +135,15 @@ pub async fn list(ctx: &Context) -> Result<(), Failure> {
     );
     let mut seen = std::collections::BTreeSet::new();
     for dir in &ctx.settings.plugin_dirs {
-        let records = plugin_registry::records(dir).map_err(|e| fail(e.to_string()))?;
+        let records = match plugin_registry::records(dir) {
+            Err(e @ plugin_registry::RegistryError::Unreadable { .. })
+                if Some(dir) != ctx.settings.plugin_dirs.last() =>
+            {
+                println!("{:<10} skipped: {e}", "?");
+                continue;
+            }
+            other => other.map_err(|e| fail(e.to_string()))?,
+        };
         let mut recorded_files = std::collections::BTreeSet::new();
         for (_, r) in &records {
             recorded_files.insert(r.file.clone());

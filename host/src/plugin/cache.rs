@@ -272,6 +272,70 @@ fn check_ancestors(dir: &Path) -> Result<PathBuf> {
     Ok(real)
 }
 
+/// The cache directory to use: `configured` if it is (or can be made)
+/// private to this user, else a private one the user owns: `.cache/walship`
+/// in the user's home from the password database (HOME often points at
+/// another user's home: `su postgres` without `-`, container images), else
+/// `walship-<uid>` in the temp directory. Says so in a warning line when it
+/// falls back; `None` (no caching, slow) only when nothing is usable.
+pub fn usable_cache_dir(configured: Option<&Path>) -> Option<PathBuf> {
+    let usable = |dir: &Path| prepare_private_dir(dir).and_then(|()| check_ancestors(dir));
+    let configured = configured?;
+    let why = match usable(configured) {
+        Ok(_) => return Some(configured.to_path_buf()),
+        Err(e) => e,
+    };
+    let fallbacks = user_home()
+        .map(|home| home.join(".cache/walship"))
+        .into_iter()
+        .chain(std::iter::once(
+            std::env::temp_dir().join(format!("walship-{}", current_uid())),
+        ))
+        .filter(|d| d != configured);
+    for fallback in fallbacks {
+        if usable(&fallback).is_ok() {
+            eprintln!(
+                "walship: warning: cache directory {} is not usable ({why:#}); using {} instead",
+                configured.display(),
+                fallback.display()
+            );
+            return Some(fallback);
+        }
+    }
+    eprintln!(
+        "walship: warning: cache directory {} is not usable ({why:#}) and no private fallback is; every run will compile plugins (slow)",
+        configured.display()
+    );
+    None
+}
+
+/// This user's home directory as the password database has it.
+fn user_home() -> Option<PathBuf> {
+    use std::ffi::CStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0u8; 16 << 10];
+    // SAFETY: plain data, filled by getpwuid_r before it is read.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` outlives its use.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r succeeded: pw_dir points into `buf`, NUL-terminated.
+    let dir = unsafe { CStr::from_ptr(pwd.pw_dir) };
+    let dir = PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()));
+    dir.is_absolute().then_some(dir)
+}
+
 /// Creates `dir` (0700) if needed and checks that only we can write to it.
 pub(super) fn prepare_private_dir(dir: &Path) -> Result<()> {
     if !dir.exists() {

@@ -25,7 +25,7 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 pub use bindings::WIT_VERSION;
-pub use cache::{ComponentCache, LoadPath, PluginDigest};
+pub use cache::{ComponentCache, LoadPath, PluginDigest, usable_cache_dir};
 pub use entitlement::{Provenance, describe_declared};
 pub use grant_dir::OwnState;
 pub use outbound::check_ca_file;
