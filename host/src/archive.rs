@@ -227,13 +227,27 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         local: Option<&ClusterIdentity>,
     ) -> Result<Vec<u8>, ArchiveError> {
         let key = wal_key(name);
+        // A segment holds exactly the cluster's segment size when that is
+        // known (and never more than the largest PostgreSQL allows): a
+        // larger object, or one claiming to unpack to more, is refused
+        // before it is read or unpacked.
+        let limit = match local {
+            Some(l) if name.has_page_header() => u64::from(l.wal_segment_size),
+            _ => object_format::MAX_DECODED,
+        };
         // A read that fails verification is read again before the object is
         // called corrupt: a byte flipped in transit must not end a restore.
         const READS: u32 = 3;
         let mut attempt = 0;
         let bytes = loop {
             attempt += 1;
-            let object = match transfer::download(&mut self.store, &key).await {
+            let object = match transfer::download_at_most(
+                &mut self.store,
+                &key,
+                limit + object_format::HEADER_LEN as u64,
+            )
+            .await
+            {
                 Ok(o) => o,
                 Err(StorageError::NotFound(_)) => {
                     // Make "not here" believable before PostgreSQL acts on it.
@@ -250,7 +264,7 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
                 }
                 Err(e) => return Err(ArchiveError::storage("get", &key)(e)),
             };
-            match object_format::decode(object) {
+            match object_format::decode_at_most(object, limit) {
                 Ok(bytes) => break bytes,
                 Err(source) if attempt >= READS => {
                     return Err(ArchiveError::Corrupt {

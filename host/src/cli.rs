@@ -252,6 +252,10 @@ pub enum PluginCommand {
         /// The plugin's .wasm component
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// Install it even though it serves a scheme a bundled plugin serves
+        /// (it will be used in the bundled plugin's place)
+        #[arg(long)]
+        force: bool,
     },
     /// List installed and bundled plugins, in the order schemes are looked up
     List,

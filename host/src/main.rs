@@ -126,6 +126,10 @@ fn main() -> ExitCode {
     settings::report_warnings(&settings);
     start_watchdog(settings.deadline + Duration::from_secs(10), failure_code);
     let deadline = settings.deadline;
+    // A cache directory this user cannot use (HOME pointing at another
+    // user's home) falls back to a private one, with a warning.
+    let mut settings = settings;
+    settings.cache_dir = plugin::usable_cache_dir(settings.cache_dir.as_deref());
     let ctx = Context {
         settings,
         cwd,
@@ -216,8 +220,8 @@ async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
         Command::Plugin(PluginCommand::Inspect {
             file_or_scheme: plugin,
         }) => commands::plugin_inspect::run(ctx, plugin).await,
-        Command::Plugin(PluginCommand::Install { file }) => {
-            commands::plugin_install::install(ctx, file).await
+        Command::Plugin(PluginCommand::Install { file, force }) => {
+            commands::plugin_install::install(ctx, file, *force).await
         }
         Command::Plugin(PluginCommand::List) => commands::plugin_install::list(ctx).await,
         Command::Plugin(PluginCommand::Test {

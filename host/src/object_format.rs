@@ -121,7 +121,16 @@ pub enum FormatError {
         "checksum mismatch: content hashes to {actual}…, header says {expected}… (the stored object is corrupt)"
     )]
     ChecksumMismatch { expected: String, actual: String },
+    #[error(
+        "object claims to hold {claimed} bytes, more than the {limit} this object can hold; refusing to unpack it (damaged, or a decompression bomb)"
+    )]
+    TooLarge { claimed: u64, limit: u64 },
 }
+
+/// The most any object decodes to: the largest WAL segment PostgreSQL
+/// allows (1 GiB). Callers that know better (the cluster's segment size)
+/// pass their own bound to `decode_at_most`.
+pub const MAX_DECODED: u64 = 1 << 30;
 
 /// Encodes `original` as a complete object: header + payload.
 ///
@@ -313,8 +322,23 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, FormatError> {
 /// Decodes a complete object, verifying length and checksum. Returns the
 /// original bytes only if they hash to what the header promised. Takes the
 /// object by value so an uncompressed payload is reused, not copied.
-pub fn decode(mut object: Vec<u8>) -> Result<Vec<u8>, FormatError> {
+pub fn decode(object: Vec<u8>) -> Result<Vec<u8>, FormatError> {
+    decode_at_most(object, MAX_DECODED)
+}
+
+/// `decode`, for an object known to hold at most `limit` bytes (a WAL
+/// segment of the cluster's segment size). The header's claim is checked
+/// before anything is allocated, and decompression writes into a buffer of
+/// exactly the claimed size, failing rather than growing: a few KiB of
+/// compressed zeros cannot make walship allocate gigabytes.
+pub fn decode_at_most(mut object: Vec<u8>, limit: u64) -> Result<Vec<u8>, FormatError> {
     let header = decode_header(&object)?;
+    if header.content.length > limit {
+        return Err(FormatError::TooLarge {
+            claimed: header.content.length,
+            limit,
+        });
+    }
     let payload = &object[HEADER_LEN..];
     if payload.len() as u64 != header.payload_len {
         return Err(FormatError::PayloadLength {
@@ -324,13 +348,6 @@ pub fn decode(mut object: Vec<u8>) -> Result<Vec<u8>, FormatError> {
     }
     let original_len = usize::try_from(header.content.length)
         .map_err(|_| FormatError::DamagedHeader("original length does not fit in memory"))?;
-    // Refuse absurd lengths before allocating: WAL files are at most 1 GiB,
-    // base-backup parts go through multipart objects of bounded size.
-    if original_len > (4usize << 30) {
-        return Err(FormatError::DamagedHeader(
-            "original length is implausibly large",
-        ));
-    }
     let decompress_err = |why: String| FormatError::Decompress {
         compression: header.compression,
         why,
@@ -363,6 +380,49 @@ mod tests {
         (0..100_000u32)
             .flat_map(|i| (i / 7).to_le_bytes())
             .collect()
+    }
+
+    /// Zeros compress about 30 000 to one: `claimed` bytes of them as a
+    /// zstd object of a few dozen KiB whose header tells the truth.
+    fn zero_bomb(claimed: u64) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..claimed >> 20 {
+            encoder.write_all(&chunk).unwrap();
+        }
+        let payload = encoder.finish().unwrap();
+        let mut hasher = blake3::Hasher::new();
+        for _ in 0..claimed >> 20 {
+            hasher.update(&chunk);
+        }
+        let header = Header {
+            compression: Compression::Zstd,
+            payload_len: payload.len() as u64,
+            content: ContentId {
+                length: claimed,
+                blake3: *hasher.finalize().as_bytes(),
+            },
+        };
+        let mut object = encode_header(&header).to_vec();
+        object.extend_from_slice(&payload);
+        object
+    }
+
+    #[test]
+    fn a_compression_bomb_is_refused_before_it_is_unpacked() {
+        // 2 GiB: more than any WAL segment, less than the old 4 GiB cap.
+        let bomb = zero_bomb(2 << 30);
+        assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+        let err = decode(bomb).expect_err("unpacked a 2 GiB bomb");
+        assert!(matches!(err, FormatError::TooLarge { .. }), "{err}");
+        // Within the default bound, but more than this cluster's segments.
+        let err = decode_at_most(zero_bomb(64 << 20), 16 << 20).unwrap_err();
+        assert!(err.to_string().contains("decompression bomb"), "{err}");
+        assert_eq!(
+            decode_at_most(zero_bomb(16 << 20), 16 << 20).unwrap().len(),
+            16 << 20
+        );
     }
 
     #[test]

@@ -4,9 +4,15 @@
 //! as `<backend>.wasm` beside a record, `<backend>.toml`, that names the
 //! schemes it serves and the sha256 it was installed with. A prefix's scheme
 //! is served by the first directory (in `Settings::plugin_dirs` order) whose
-//! record lists it, else by a file named after the scheme (the bundled
-//! plugins: `fs.wasm` for `file://`, ...). A plugin whose bytes no longer
-//! match its record is refused, not loaded.
+//! record lists it, else by the bundled plugin named after the scheme
+//! (`fs.wasm` for `file://`, ...) in the bundled directory, the last one. A
+//! plugin whose bytes no longer match its record is refused, not loaded.
+//!
+//! A `.wasm` file without a record in any other directory is never loaded:
+//! a file dropped into the per-user plugin directory (by anyone or anything
+//! that can write there) would otherwise silently take over `file://` or
+//! `s3://` from the bundled plugin. Installing over a bundled scheme takes
+//! `plugin install --force`, which says what it shadows.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +31,12 @@ pub struct InstallRecord {
     pub file: String,
     /// Unix seconds.
     pub installed_at: u64,
+    /// The settings the plugin declared when installed (`NAME`, `NAME
+    /// (secret)`, `NAME (secret-file)`): the operator saw and accepted these,
+    /// and a plugin declaring others later is refused. `None` in records
+    /// written before walship kept them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Vec<String>>,
 }
 
 /// A plugin file for a scheme, and the sha256 it must have if installed.
@@ -32,6 +44,8 @@ pub struct InstallRecord {
 pub struct Resolved {
     pub path: PathBuf,
     pub expected_sha256: Option<String>,
+    /// The settings it declared at install, if recorded.
+    pub declared_settings: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +56,8 @@ pub enum RegistryError {
     NoPlugin { scheme: String, searched: String },
     #[error("plugin record {path} is damaged: {why}")]
     DamagedRecord { path: String, why: String },
+    #[error("cannot read plugin directory {dir}: {why}")]
+    Unreadable { dir: String, why: String },
     #[error("{0}")]
     Io(String),
 }
@@ -56,10 +72,10 @@ pub fn records(dir: &Path) -> Result<Vec<(PathBuf, InstallRecord)>, RegistryErro
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
-            return Err(RegistryError::Io(format!(
-                "cannot read {}: {e}",
-                dir.display()
-            )));
+            return Err(RegistryError::Unreadable {
+                dir: dir.display().to_string(),
+                why: e.to_string(),
+            });
         }
     };
     let mut out = Vec::new();
@@ -81,31 +97,44 @@ pub fn records(dir: &Path) -> Result<Vec<(PathBuf, InstallRecord)>, RegistryErro
 }
 
 /// The plugin serving `scheme`, or named `name` (a backend name such as
-/// `s3`, for `inspect`).
+/// `s3`, for `inspect`). `dirs` ends with the bundled directory.
 pub fn resolve(dirs: &[PathBuf], scheme_or_name: &str) -> Result<Resolved, RegistryError> {
+    let bundled = dirs.last();
     for dir in dirs {
-        for (_, record) in records(dir)? {
+        let records = match records(dir) {
+            // HOME pointing at a home this user cannot read (`su postgres`
+            // without `-`): nothing installed there can be used anyway.
+            Err(e @ RegistryError::Unreadable { .. }) if Some(dir) != bundled => {
+                eprintln!("walship: warning: {e}; skipping it");
+                continue;
+            }
+            other => other?,
+        };
+        for (_, record) in records {
             if record.schemes.iter().any(|s| s == scheme_or_name)
                 || record.backend == scheme_or_name
             {
                 return Ok(Resolved {
                     path: dir.join(&record.file),
                     expected_sha256: Some(record.sha256),
+                    declared_settings: record.settings,
                 });
             }
         }
-        let mut names = vec![scheme_or_name];
-        if let Some((_, name)) = BUNDLED_NAMES.iter().find(|(s, _)| *s == scheme_or_name) {
-            names.push(name);
-        }
-        for name in names {
-            let path = dir.join(format!("{name}.wasm"));
-            if path.is_file() {
+        let found = bundled_file(dir, scheme_or_name);
+        if Some(dir) == bundled {
+            if let Some(path) = found {
                 return Ok(Resolved {
                     path,
                     expected_sha256: None,
+                    declared_settings: None,
                 });
             }
+        } else if let Some(path) = found {
+            eprintln!(
+                "walship: warning: ignoring {}: a plugin file without an install record is never used (install it with `walship plugin install`)",
+                path.display()
+            );
         }
     }
     Err(RegistryError::NoPlugin {
@@ -116,6 +145,27 @@ pub fn resolve(dirs: &[PathBuf], scheme_or_name: &str) -> Result<Resolved, Regis
             .collect::<Vec<_>>()
             .join(", "),
     })
+}
+
+/// The file a bundled plugin for `scheme_or_name` would have in `dir`.
+fn bundled_file(dir: &Path, scheme_or_name: &str) -> Option<PathBuf> {
+    let mut names = vec![scheme_or_name];
+    if let Some((_, name)) = BUNDLED_NAMES.iter().find(|(s, _)| *s == scheme_or_name) {
+        names.push(name);
+    }
+    names
+        .into_iter()
+        .map(|name| dir.join(format!("{name}.wasm")))
+        .find(|path| path.is_file())
+}
+
+/// The bundled plugin files (in `bundled_dir`) that a plugin serving
+/// `schemes` would take the place of, by scheme.
+pub fn shadowed_bundled(bundled_dir: &Path, schemes: &[String]) -> Vec<(String, PathBuf)> {
+    schemes
+        .iter()
+        .filter_map(|s| Some((s.clone(), bundled_file(bundled_dir, s)?)))
+        .collect()
 }
 
 /// Copies `source` into `dir` as `<backend>.wasm` and writes its record,
@@ -184,6 +234,7 @@ mod tests {
             sha256: "ab".repeat(32),
             file: format!("{backend}.wasm"),
             installed_at: 0,
+            settings: Some(vec!["A".into(), "B (secret)".into()]),
         }
     }
 
@@ -222,8 +273,19 @@ mod tests {
             (file.path, file.expected_sha256),
             (bundled.join("fs.wasm"), None)
         );
+        assert_eq!(
+            s3.declared_settings,
+            Some(vec!["A".to_string(), "B (secret)".to_string()])
+        );
         let err = resolve(&dirs, "gs").unwrap_err().to_string();
         assert!(err.contains("no storage plugin for gs://"), "{err}");
+        assert_eq!(
+            shadowed_bundled(&bundled, &["file".into(), "x".into(), "s3".into()]),
+            [
+                ("file".to_string(), bundled.join("fs.wasm")),
+                ("s3".to_string(), bundled.join("s3.wasm"))
+            ]
+        );
 
         // A second backend may not claim a scheme that is already served.
         let err = install(&installed, &source, &record("other", &["s3x"])).unwrap_err();
@@ -234,6 +296,24 @@ mod tests {
         // The same backend may be reinstalled (an upgrade).
         install(&installed, &source, &record("mys3", &["s3"])).unwrap();
         std::fs::remove_dir_all(&installed).unwrap();
+        std::fs::remove_dir_all(&bundled).unwrap();
+    }
+
+    #[test]
+    fn an_unrecorded_file_outside_the_bundled_directory_is_never_used() {
+        let per_user = temp("per-user");
+        let bundled = temp("bundled-only");
+        std::fs::write(bundled.join("fs.wasm"), b"bundled fs").unwrap();
+        // Dropped in, not installed: no record.
+        std::fs::write(per_user.join("fs.wasm"), b"planted").unwrap();
+        std::fs::write(per_user.join("gs.wasm"), b"planted").unwrap();
+        let dirs = [per_user.clone(), bundled.clone()];
+        assert_eq!(
+            resolve(&dirs, "file").unwrap().path,
+            bundled.join("fs.wasm")
+        );
+        assert!(resolve(&dirs, "gs").is_err());
+        std::fs::remove_dir_all(&per_user).unwrap();
         std::fs::remove_dir_all(&bundled).unwrap();
     }
 

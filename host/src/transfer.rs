@@ -140,11 +140,36 @@ async fn put_parts<S: ObjectStore>(
     Ok(receipts.take().into_iter().flatten().collect())
 }
 
+/// The most `download` reads: the largest object walship writes (a WAL
+/// segment of the largest size PostgreSQL allows, plus its header).
+pub const MAX_DOWNLOAD: u64 = crate::object_format::MAX_DECODED + 64;
+
 /// Reads a whole object, in ranged chunks where the backend supports them.
 /// Objects up to `MAX_CHUNK` take exactly one request.
 pub async fn download<S: ObjectStore>(store: &mut S, key: &Key) -> Result<Vec<u8>, StorageError> {
+    download_at_most(store, key, MAX_DOWNLOAD).await
+}
+
+/// `download` of an object that can be at most `limit` bytes long (a WAL
+/// object: its segment size plus the header). A larger one is refused as
+/// soon as its size is known, before the rest is read: a store (or plugin)
+/// cannot make walship hold more than it expects.
+pub async fn download_at_most<S: ObjectStore>(
+    store: &mut S,
+    key: &Key,
+    limit: u64,
+) -> Result<Vec<u8>, StorageError> {
+    let too_large = |size: u64| {
+        StorageError::Other(format!(
+            "{key} is {size} bytes, more than the {limit} it can be; refusing to read it"
+        ))
+    };
     if !store.info().features.ranged_get {
-        return Ok(store.get(key, None).await?.1);
+        let data = store.get(key, None).await?.1;
+        if data.len() as u64 > limit {
+            return Err(too_large(data.len() as u64));
+        }
+        return Ok(data);
     }
     let (meta, mut data) = store
         .get(
@@ -155,6 +180,9 @@ pub async fn download<S: ObjectStore>(store: &mut S, key: &Key) -> Result<Vec<u8
             }),
         )
         .await?;
+    if meta.size > limit || data.len() as u64 > limit {
+        return Err(too_large(meta.size.max(data.len() as u64)));
+    }
     while (data.len() as u64) < meta.size {
         let (_, more) = store
             .get(
@@ -171,6 +199,9 @@ pub async fn download<S: ObjectStore>(store: &mut S, key: &Key) -> Result<Vec<u8
             )));
         }
         data.extend_from_slice(&more);
+        if data.len() as u64 > limit {
+            return Err(too_large(data.len() as u64));
+        }
     }
     Ok(data)
 }
@@ -237,7 +268,7 @@ mod tests {
     //! An in-memory store that records how parts arrive. The real thing is
     //! exercised end to end against S3 and the filesystem in `tests/`.
     use super::*;
-    use crate::storage::{BackendInfo, Features, Limits};
+    use crate::storage::{BackendInfo, Features, Limits, ListPage};
     use std::cell::RefCell;
     use std::rc::Rc;
 
@@ -379,6 +410,96 @@ mod tests {
             self.log.borrow_mut().aborted = true;
             Ok(())
         }
+    }
+
+    /// A store that says an object is 2 GiB and hands out zeros for any
+    /// range: the size a damaged or hostile store might claim for a WAL
+    /// object.
+    struct Huge {
+        info: BackendInfo,
+        served: Rc<RefCell<u64>>,
+    }
+
+    impl ObjectStore for Huge {
+        fn info(&self) -> &BackendInfo {
+            &self.info
+        }
+        fn worker(&self) -> Option<Self> {
+            None
+        }
+        async fn head(&mut self, _: &Key) -> Result<ObjectMeta, StorageError> {
+            unimplemented!()
+        }
+        async fn get(
+            &mut self,
+            _: &Key,
+            range: Option<ByteRange>,
+        ) -> Result<(ObjectMeta, Vec<u8>), StorageError> {
+            let len = range.and_then(|r| r.length).unwrap_or(MAX_CHUNK);
+            *self.served.borrow_mut() += len;
+            let meta = ObjectMeta {
+                size: 2 << 30,
+                ..meta()
+            };
+            Ok((meta, vec![0u8; len as usize]))
+        }
+        async fn put(
+            &mut self,
+            _: &Key,
+            _: &[u8],
+            _: &PutOptions,
+        ) -> Result<ObjectMeta, StorageError> {
+            unimplemented!()
+        }
+        async fn list_page(&mut self, _: &ListOptions) -> Result<ListPage, StorageError> {
+            unimplemented!()
+        }
+        async fn delete(&mut self, _: &[Key]) -> Result<Vec<(String, StorageError)>, StorageError> {
+            unimplemented!()
+        }
+        async fn start_multipart(
+            &mut self,
+            _: &Key,
+            _: &PutOptions,
+        ) -> Result<String, StorageError> {
+            unimplemented!()
+        }
+        async fn put_part(
+            &mut self,
+            _: &Key,
+            _: &str,
+            _: u32,
+            _: &[u8],
+        ) -> Result<PartReceipt, StorageError> {
+            unimplemented!()
+        }
+        async fn complete_multipart(
+            &mut self,
+            _: &Key,
+            _: &str,
+            _: &[PartReceipt],
+            _: &PutOptions,
+        ) -> Result<ObjectMeta, StorageError> {
+            unimplemented!()
+        }
+        async fn abort_multipart(&mut self, _: &Key, _: &str) -> Result<(), StorageError> {
+            unimplemented!()
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_object_larger_than_it_can_be_is_refused_before_it_is_read() {
+        let mut info = Recorder::new(None).info;
+        info.features.ranged_get = true;
+        let served = Rc::new(RefCell::new(0));
+        let mut store = Huge {
+            info,
+            served: served.clone(),
+        };
+        let key = Key::new("wal/000000010000000000000001").unwrap();
+        let err = download(&mut store, &key).await.expect_err("read 2 GiB");
+        assert!(err.to_string().contains("refusing to read it"), "{err}");
+        assert_eq!(*served.borrow(), MAX_CHUNK, "read past the first chunk");
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -283,16 +283,25 @@ fn a_token_outlives_the_process_but_not_the_key() {
 
     // What is kept: one private file owned by postgres, holding a token
     // but never the key.
+    // (A directory per configuration, one file per value in it.)
     let values = scratch.path().join("walship-cache/values");
-    let files: Vec<_> = std::fs::read_dir(&values)
+    let scopes: Vec<_> = std::fs::read_dir(&values)
         .unwrap_or_else(|e| panic!("{}: {e}", values.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(scopes.len(), 1, "{scopes:?}");
+    let files: Vec<_> = std::fs::read_dir(&scopes[0])
+        .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(&files[0]).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o600);
-    assert_eq!(std::fs::metadata(&values).unwrap().mode() & 0o777, 0o700);
+    for dir in [&values, &scopes[0]] {
+        assert_eq!(std::fs::metadata(dir).unwrap().mode() & 0o777, 0o700);
+    }
     assert_eq!(
         meta.uid(),
         std::fs::metadata(cluster.data_dir()).unwrap().uid(),

@@ -185,6 +185,16 @@ fn allocating_past_the_memory_limit_is_stopped() {
     h.assert_still_works();
 }
 
+/// Host resources (here wasi:http header sets) live in walship's memory,
+/// not the plugin's: their number is capped too.
+#[test]
+fn hoarding_host_resources_is_stopped() {
+    let h = Hostile::new("hoard");
+    let out = h.put("hoard-resources", b"", &[]);
+    h.assert_contained(&out, None);
+    h.assert_still_works();
+}
+
 #[test]
 fn spinning_is_timed_out() {
     let h = Hostile::new("spin");
@@ -267,4 +277,256 @@ fn sigterm_stops_a_stuck_command_cleanly() {
         started.elapsed()
     );
     h.assert_still_works();
+}
+
+/// A plugin plants `esc -> ../outside` in its own directory, then asks for
+/// `<its directory>/esc` as a second grant: inside the allowed directory as
+/// a string, outside it on disk. The grant must be refused, and nothing
+/// outside may be read or written.
+#[test]
+fn a_symlink_planted_in_a_grant_does_not_widen_it() {
+    let h = Hostile::new("symlink-grant");
+    let store = h.scratch.dir("store");
+    let outside = h.scratch.dir("outside");
+    let secret_text = "walship-e2e-outside-3c81d0";
+    fs::write(outside.join("secret.txt"), secret_text).expect("write secret");
+    let allow = ("WALSHIP_ALLOW_DIRECTORIES", store.display().to_string());
+
+    let planted = h.put("plant-symlink", b"../outside", &[(allow.0, &allow.1)]);
+    assert!(planted.stderr.contains("planted"), "{planted}");
+    let link = store.join("esc");
+    assert!(
+        fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()),
+        "the plugin could not plant its symlink (the attack needs it):\n{planted}"
+    );
+
+    let extra = link.display().to_string();
+    let out = h.put(
+        "through-extra",
+        b"secret.txt",
+        &[(allow.0, &allow.1), ("HOSTILE_EXTRA_DIR", &extra)],
+    );
+    h.assert_contained(&out, Some("symlink"));
+    assert!(!out.stderr.contains(secret_text), "read outside:\n{out}");
+    assert!(
+        !outside.join("hostile-was-here").exists(),
+        "wrote outside its directory:\n{out}"
+    );
+    h.assert_still_works();
+}
+
+/// Even inside an allowed directory, walship's own state is never granted:
+/// its compiled-plugin cache (native code it loads), its plugin directory,
+/// the directory of its settings file, and the data directory it runs in.
+#[test]
+fn a_grant_overlapping_walships_own_state_is_refused() {
+    let h = Hostile::new("own-state");
+    let root = h.scratch.path().display().to_string();
+    let plugins = h.scratch.dir("plugins");
+    let settings_dir = h.scratch.dir("settings");
+    let settings = settings_dir.join("walship.toml");
+    fs::write(&settings, "# walship settings for the test\n").expect("write settings");
+    let data_dir = h.scratch.dir("pgdata");
+    fs::write(data_dir.join("PG_VERSION"), "15\n").expect("write PG_VERSION");
+    let cases = [
+        ("the plugin cache", h.scratch.dir("cache")),
+        ("the plugin directory", plugins.clone()),
+        ("the settings file's directory", settings_dir.clone()),
+        ("the data directory", data_dir.clone()),
+        // Containing walship's state is as bad as lying inside it.
+        ("a parent of all of them", h.scratch.path().to_path_buf()),
+    ];
+    for (what, dir) in cases {
+        let file = h.file("through-extra", b"");
+        let out = h
+            .walship
+            .clone()
+            .arg("--plugin-dir")
+            .arg(&plugins)
+            .env("WALSHIP_CONFIG", settings.display().to_string())
+            .env("WALSHIP_ALLOW_DIRECTORIES", &root)
+            .env("HOSTILE_EXTRA_DIR", dir.display().to_string())
+            .cwd(&data_dir)
+            .args(["st", "put", "through-extra"])
+            .arg(&file)
+            .run();
+        h.assert_contained(&out, Some("walship's own"));
+        assert!(
+            !dir.join("hostile-was-here").exists(),
+            "the plugin wrote into {what}:\n{out}"
+        );
+    }
+    h.assert_still_works();
+}
+
+/// The plugin declares settings that are not its to have: another backend's
+/// credentials, PostgreSQL's password, walship's settings file as a "secret
+/// file", the process's HOME, and a secret file the operator never listed.
+/// None is handed over, and the store still opens.
+#[test]
+fn a_plugin_gets_no_setting_it_is_not_entitled_to() {
+    let h = Hostile::new("settings");
+    let settings_dir = h.scratch.dir("settings");
+    let settings = settings_dir.join("walship.toml");
+    let settings_text = "# the operator's settings file 5d2e\n";
+    fs::write(&settings, settings_text).expect("write settings");
+    let token = settings_dir.join("token");
+    fs::write(&token, "token-from-a-file-9a41").expect("write token");
+    let canaries = [
+        ("AWS_SECRET_ACCESS_KEY", "aws-secret-e2e-1f0c".to_string()),
+        ("PGPASSWORD", "pg-password-e2e-77b2".to_string()),
+        ("WALSHIP_CONFIG", settings.display().to_string()),
+        ("HOSTILE_TOKEN_FILE", token.display().to_string()),
+    ];
+    let env: Vec<(&str, &str)> = canaries.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = h.put("leak-settings", b"", &env);
+    h.assert_contained(&out, Some("sandbox held"));
+    for text in [
+        "aws-secret-e2e-1f0c",
+        "pg-password-e2e-77b2",
+        "5d2e",
+        "token-from-a-file-9a41",
+    ] {
+        assert!(!out.stderr.contains(text), "{text} leaked:\n{out}");
+    }
+    assert!(!out.stderr.contains("received HOME"), "HOME leaked:\n{out}");
+}
+
+/// An HTTP server that answers every request 200 and counts connections:
+/// an attack that reaches it gets an answer (and says so at once).
+struct Responder {
+    port: u16,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Responder {
+    fn start() -> Responder {
+        Responder::on("127.0.0.1")
+    }
+
+    fn on(address: &str) -> Responder {
+        use std::io::{Read, Write};
+        let listener = TcpListener::bind((address, 0)).expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        Responder { port, connections }
+    }
+
+    fn reached(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The operator configured an emulator at 127.0.0.1:<one port>; the plugin
+/// asks for 127.0.0.1:<another port> (same host, so "configured" in its
+/// manifest matches) and for `localhost:<port>` (a name its manifest
+/// declares, which resolves to loopback). Neither is what the operator
+/// meant: after resolution, a loopback, private or link-local address is
+/// reached only at exactly the configured scheme, host and port.
+#[test]
+fn internal_addresses_are_reached_only_at_the_configured_endpoint() {
+    let h = Hostile::new("internal");
+    let configured = Responder::start();
+    let other = Responder::start();
+    let endpoint = format!("http://127.0.0.1:{}", configured.port);
+    for asked in [
+        format!("127.0.0.1:{}", other.port),
+        format!("localhost:{}", other.port),
+        format!("localhost:{}", configured.port),
+    ] {
+        let out = h.put(
+            "http-to",
+            asked.as_bytes(),
+            &[
+                ("HOSTILE_ENDPOINT", &endpoint),
+                ("HOSTILE_ASK_ENDPOINT", &asked),
+                ("WALSHIP_PLUGIN_CALL_TIMEOUT", "10"),
+            ],
+        );
+        h.assert_contained(&out, None);
+        assert_eq!(other.reached(), 0, "reached {asked}:\n{out}");
+        assert_eq!(configured.reached(), 0, "reached {asked}:\n{out}");
+    }
+    // The configured endpoint itself stays reachable (the hostile plugin
+    // calls any answer an escape; here it is the operator's intent).
+    let exact = format!("127.0.0.1:{}", configured.port);
+    let out = h.put(
+        "http-to",
+        exact.as_bytes(),
+        &[
+            ("HOSTILE_ENDPOINT", &endpoint),
+            ("HOSTILE_ASK_ENDPOINT", &exact),
+        ],
+    );
+    assert!(out.stderr.contains("got a response, status 200"), "{out}");
+    assert_eq!(configured.reached(), 1, "{out}");
+    assert_eq!(other.reached(), 0, "{out}");
+    h.assert_still_works();
+}
+
+/// This machine's address on its network (not loopback): where a request
+/// would cross the network.
+fn network_address() -> String {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+    // Connecting a UDP socket sends nothing; it picks the outgoing address.
+    socket
+        .connect("192.0.2.1:9")
+        .or_else(|_| socket.connect("8.8.8.8:53"))
+        .expect("this test needs a network interface besides loopback");
+    let ip = socket.local_addr().expect("local address").ip();
+    assert!(!ip.is_loopback(), "no address besides loopback: {ip}");
+    ip.to_string()
+}
+
+/// A plugin holding a credential never sends a request over plain http
+/// beyond this machine, even to the endpoint the operator configured; with
+/// no credential, or once the operator allows it, the request goes.
+#[test]
+fn credentials_never_travel_in_clear_text_beyond_loopback() {
+    let h = Hostile::new("cleartext");
+    let address = network_address();
+    let server = Responder::on(&address);
+    let asked = format!("{address}:{}", server.port);
+    let endpoint = format!("http://{asked}");
+    let base = [
+        ("HOSTILE_ENDPOINT", endpoint.as_str()),
+        ("HOSTILE_ASK_ENDPOINT", asked.as_str()),
+        ("WALSHIP_PLUGIN_CALL_TIMEOUT", "10"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
+        base.iter().copied().chain(extra.iter().copied()).collect()
+    };
+
+    let out = h.put(
+        "http-to",
+        asked.as_bytes(),
+        &with(&[("HOSTILE_API_KEY", "api-key-e2e-0d91")]),
+    );
+    h.assert_contained(&out, Some("clear text"));
+    assert_eq!(server.reached(), 0, "sent in clear text:\n{out}");
+
+    // No credential: nothing to leak, the request goes.
+    let out = h.put("http-to", asked.as_bytes(), &with(&[]));
+    assert!(out.stderr.contains("got a response, status 200"), "{out}");
+    assert_eq!(server.reached(), 1, "{out}");
+    // The operator's explicit choice.
+    let out = h.put(
+        "http-to",
+        asked.as_bytes(),
+        &with(&[
+            ("HOSTILE_API_KEY", "api-key-e2e-0d91"),
+            ("WALSHIP_ALLOW_HTTP_CREDENTIALS", "1"),
+        ]),
+    );
+    assert!(out.stderr.contains("got a response, status 200"), "{out}");
+    assert_eq!(server.reached(), 2, "{out}");
 }

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::plugin::{Plugin, PluginConfig, PluginStore, RuntimeOptions};
+use crate::plugin::{OwnState, Plugin, PluginConfig, PluginStore, RuntimeOptions};
 use crate::plugin_registry::{self, Resolved};
 use crate::retry::{RetryPolicy, Retrying};
 use crate::settings::Settings;
@@ -180,7 +180,51 @@ impl Context {
             log_level: self.settings.log_level,
             ca_file: self.settings.ca_file.clone(),
             create_missing_directory: self.writes,
+            own_state: self.own_state(),
+            allowed_settings: self
+                .settings
+                .plugin_settings
+                .get("WALSHIP_PLUGIN_SETTINGS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            allow_http_credentials: self
+                .settings
+                .plugin_settings
+                .get("WALSHIP_ALLOW_HTTP_CREDENTIALS")
+                .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
         }
+    }
+
+    /// What walship keeps for itself, which no plugin may be granted: native
+    /// code it loads (the cache), plugins it runs, its settings, and the
+    /// cluster it archives (the working directory when it holds a data
+    /// directory, as under archive_command, and PGDATA).
+    fn own_state(&self) -> Vec<OwnState> {
+        let s = &self.settings;
+        let own = |what: &str, path: &std::path::Path| OwnState {
+            what: what.to_string(),
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+        };
+        let mut state = Vec::new();
+        state.extend(s.cache_dir.iter().map(|d| own("the plugin cache", d)));
+        state.extend(s.plugin_dirs.iter().map(|d| own("the plugin directory", d)));
+        state.extend(s.plugin_file.iter().map(|f| own("the plugin file", f)));
+        state.extend(s.config_path.iter().map(|f| own("the settings file", f)));
+        if self.cwd.join("PG_VERSION").is_file() {
+            state.push(own("the data directory", &self.cwd));
+        }
+        if let Some(pgdata) = s.plugin_settings.get("PGDATA").filter(|p| !p.is_empty()) {
+            state.push(own(
+                "the data directory (PGDATA)",
+                std::path::Path::new(pgdata),
+            ));
+        }
+        state
     }
 
     pub fn retry_policy(&self) -> RetryPolicy {
@@ -238,6 +282,7 @@ pub fn plugin_path(settings: &Settings, scheme: &str) -> anyhow::Result<Resolved
         return Ok(Resolved {
             path: file.clone(),
             expected_sha256: None,
+            declared_settings: None,
         });
     }
     Ok(plugin_registry::resolve(&settings.plugin_dirs, scheme)?)
@@ -250,11 +295,14 @@ pub fn load_named(ctx: &Context, plugin: &str) -> anyhow::Result<(Plugin, PathBu
         Resolved {
             path: PathBuf::from(plugin),
             expected_sha256: None,
+            declared_settings: None,
         }
     } else {
         plugin_path(&ctx.settings, plugin)?
     };
-    let loaded = Plugin::load(&resolved.path, ctx.runtime_options())?;
+    let mut loaded = Plugin::load(&resolved.path, ctx.runtime_options())?;
+    loaded.provenance = provenance(&ctx.settings, &resolved.path);
+    loaded.declared_at_install = resolved.declared_settings.clone();
     if let Some(expected) = &resolved.expected_sha256
         && *expected != loaded.digest.0
     {
@@ -265,6 +313,23 @@ pub fn load_named(ctx: &Context, plugin: &str) -> anyhow::Result<(Plugin, PathBu
         );
     }
     Ok((loaded, resolved.path))
+}
+
+/// Bundled if the file lies in the bundled plugin directory (beside the
+/// binary; the last plugin directory), whether found there by scheme or named
+/// by `WALSHIP_PLUGIN`; anything else is third-party.
+pub fn provenance(settings: &Settings, plugin: &std::path::Path) -> crate::plugin::Provenance {
+    let bundled_dir = settings
+        .plugin_dirs
+        .last()
+        .and_then(|d| std::fs::canonicalize(d).ok());
+    let parent = std::fs::canonicalize(plugin)
+        .ok()
+        .and_then(|p| p.parent().map(std::path::Path::to_path_buf));
+    match (bundled_dir, parent) {
+        (Some(dir), Some(parent)) if dir == parent => crate::plugin::Provenance::Bundled,
+        _ => crate::plugin::Provenance::ThirdParty,
+    }
 }
 
 /// Storage errors that mean "fix the configuration", as opposed to a

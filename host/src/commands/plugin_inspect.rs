@@ -3,15 +3,27 @@
 use super::{Context, EXIT_FAILURE, Failure};
 use crate::storage::{ConfigKind, Features};
 
+pub use crate::logging::printable;
+
+/// `printable` of each, joined.
+pub fn printable_list<S: AsRef<str>>(items: &[S], separator: &str) -> String {
+    items
+        .iter()
+        .map(|s| printable(s.as_ref()))
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
 pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
     let fail = |m: String| Failure::new(EXIT_FAILURE, format!("plugin inspect {plugin}: {m}"));
     let (loaded, path) = super::load_named(ctx, plugin).map_err(|e| fail(format!("{e:#}")))?;
-    let info = loaded.info().await.map_err(|e| fail(e.to_string()))?;
+    let mut info = loaded.info().await.map_err(|e| fail(e.to_string()))?;
+    info = printable_info(info);
     println!("file:            {}", path.display());
     println!("sha256:          {}", loaded.digest.0);
     println!("backend:         {}", info.backend);
     println!("plugin version:  {}", info.plugin_version);
-    println!("contract:        {}", loaded.contract());
+    println!("contract:        {}", printable(&loaded.contract()));
     println!("schemes:         {}", info.schemes.join(", "));
     println!("features:        {}", info.features.names().join(", "));
     println!("create-only:     {}", create_guarantee(info.features));
@@ -58,6 +70,12 @@ pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
         if caps.directory { "yes" } else { "no" }
     );
     println!("                 secrets: {}", list_or_none(&secrets));
+    let refused = loaded.refused_settings(&info);
+    for (name, why) in &refused {
+        println!(
+            "                 not handed over: {name}: {why} (allow it by name with WALSHIP_PLUGIN_SETTINGS)"
+        );
+    }
     println!("compiled:        {:?}", loaded.load_path);
 
     // What this plugin offers as configured here: a configuration can take
@@ -76,14 +94,18 @@ pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
             .map_err(|e| fail(format!("opening {prefix}: {e}")))?;
         let f = store.info().features;
         let grants = store.grants();
-        let endpoints: Vec<String> = grants.endpoints.iter().map(|e| e.to_string()).collect();
+        let endpoints: Vec<String> = grants
+            .endpoints
+            .iter()
+            .map(|e| printable(&e.to_string()))
+            .collect();
         let directories: Vec<String> = grants
             .directories
             .iter()
             .map(|d| {
                 format!(
                     "{} ({})",
-                    d.path.display(),
+                    printable(&d.path.display().to_string()),
                     if d.writable {
                         "read-write"
                     } else {
@@ -92,7 +114,7 @@ pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
                 )
             })
             .collect();
-        let handed: Vec<&str> = store.secret_names().collect();
+        let handed: Vec<String> = store.secret_names().map(printable).collect();
         println!("configured for:  {prefix}");
         println!("  features:      {}", f.names().join(", "));
         println!("  create-only:   {}", create_guarantee(f));
@@ -107,6 +129,24 @@ pub async fn run(ctx: &Context, plugin: &str) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// Every plugin-supplied string of `info` made printable (see `printable`).
+pub fn printable_info(mut info: crate::storage::BackendInfo) -> crate::storage::BackendInfo {
+    info.backend = printable(&info.backend);
+    info.plugin_version = printable(&info.plugin_version);
+    info.schemes = info.schemes.iter().map(|s| printable(s)).collect();
+    for key in &mut info.config_keys {
+        key.name = printable(&key.name);
+        key.description = printable(&key.description);
+    }
+    info.capabilities.network = info
+        .capabilities
+        .network
+        .iter()
+        .map(|p| printable(p))
+        .collect();
+    info
 }
 
 fn list_or_none<S: AsRef<str>>(items: &[S]) -> String {

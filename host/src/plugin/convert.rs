@@ -11,7 +11,32 @@ use crate::storage::{
     ListPage, ObjectMeta, PartReceipt, PutMode, PutOptions, StorageError,
 };
 
+/// A plugin's error as a `StorageError`. Its message reaches PostgreSQL's
+/// log and the operator's terminal: one line, control characters escaped.
 pub fn error(e: wit::Error) -> StorageError {
+    let clean = |m: String| crate::logging::printable(&m.replace(['\n', '\r', '\t'], " "));
+    match error_as_is(e) {
+        StorageError::NotFound(m) => StorageError::NotFound(clean(m)),
+        StorageError::AlreadyExists(m) => StorageError::AlreadyExists(clean(m)),
+        StorageError::PreconditionFailed(m) => StorageError::PreconditionFailed(clean(m)),
+        StorageError::Unauthenticated(m) => StorageError::Unauthenticated(clean(m)),
+        StorageError::PermissionDenied(m) => StorageError::PermissionDenied(clean(m)),
+        StorageError::Throttled {
+            message,
+            retry_after,
+        } => StorageError::Throttled {
+            message: clean(message),
+            retry_after,
+        },
+        StorageError::Transient(m) => StorageError::Transient(clean(m)),
+        StorageError::InvalidConfig(m) => StorageError::InvalidConfig(clean(m)),
+        StorageError::Unsupported(m) => StorageError::Unsupported(clean(m)),
+        StorageError::Other(m) => StorageError::Other(clean(m)),
+        other => other,
+    }
+}
+
+fn error_as_is(e: wit::Error) -> StorageError {
     match e {
         wit::Error::NotFound(m) => StorageError::NotFound(m),
         wit::Error::AlreadyExists(m) => StorageError::AlreadyExists(m),

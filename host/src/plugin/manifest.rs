@@ -26,10 +26,57 @@ pub fn configured_hosts(prefix: &str, settings: &[&[(String, String)]]) -> Vec<S
     hosts
 }
 
+/// The http(s) endpoints a configuration names, with scheme and port: the
+/// prefix's and every URL in a setting's value. Only these (and hosts the
+/// operator lists in allowed_hosts) may resolve to a loopback, private or
+/// link-local address (see `sandbox::NetworkGate`): a plugin whose manifest
+/// says "configured" may reach other ports of a configured host, but never
+/// another port of an internal one.
+pub fn configured_endpoints(prefix: &str, settings: &[&[(String, String)]]) -> Vec<Endpoint> {
+    let mut endpoints: Vec<Endpoint> = url_endpoint(prefix).into_iter().collect();
+    for (_, value) in settings.iter().flat_map(|s| s.iter()) {
+        for url in urls_in(value) {
+            if let Some(endpoint) = url_endpoint(url)
+                && !endpoints.contains(&endpoint)
+            {
+                endpoints.push(endpoint);
+            }
+        }
+    }
+    endpoints
+}
+
+fn url_endpoint(url: &str) -> Option<Endpoint> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let host = url_host(url)?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    let port_text = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split_once("]:").map(|(_, p)| p),
+        None => host_port.split_once(':').map(|(_, p)| p),
+    };
+    let port = match port_text {
+        Some(p) => p.parse().ok()?,
+        None => default_port,
+    };
+    Some(Endpoint { scheme, host, port })
+}
+
 /// Every `scheme://host` in `value`, wherever it starts (after `=`, `;`, a
 /// space or at the beginning).
 fn url_hosts_in(value: &str) -> Vec<String> {
-    let mut hosts = Vec::new();
+    urls_in(value).into_iter().filter_map(url_host).collect()
+}
+
+/// Every URL in `value`, as `url_hosts_in` finds them.
+fn urls_in(value: &str) -> Vec<&str> {
+    let mut urls = Vec::new();
     let mut rest = value;
     while let Some(at) = rest.find("://") {
         let scheme_start = rest[..at]
@@ -38,14 +85,12 @@ fn url_hosts_in(value: &str) -> Vec<String> {
         let end = rest[at + 3..]
             .find(|c: char| c == ';' || c == ',' || c.is_whitespace())
             .map_or(rest.len(), |i| at + 3 + i);
-        if scheme_start < at
-            && let Some(host) = url_host(&rest[scheme_start..end])
-        {
-            hosts.push(host);
+        if scheme_start < at {
+            urls.push(&rest[scheme_start..end]);
         }
         rest = &rest[end..];
     }
-    hosts
+    urls
 }
 
 fn url_host(value: &str) -> Option<String> {
@@ -60,6 +105,13 @@ fn url_host(value: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
+/// Whether a manifest pattern names an address instead of a host: a
+/// manifest may not (which address is the operator's to configure).
+pub fn is_ip_literal(pattern: &str) -> bool {
+    let bare = pattern.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<std::net::IpAddr>().is_ok()
+}
+
 /// Whether `capabilities` let the plugin reach `endpoint`.
 pub fn allows_endpoint(
     capabilities: &Capabilities,
@@ -70,7 +122,9 @@ pub fn allows_endpoint(
     let within = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
     capabilities.network.iter().any(|pattern| {
         let pattern = pattern.to_ascii_lowercase();
-        if pattern == "configured" {
+        if is_ip_literal(&pattern) {
+            false
+        } else if pattern == "configured" {
             configured.iter().any(|c| within(c))
         } else if let Some(suffix) = pattern.strip_prefix("*.") {
             host.ends_with(&format!(".{suffix}"))
@@ -88,6 +142,11 @@ pub fn check(
     grants: &Grants,
     configured: &[String],
 ) -> Result<(), String> {
+    if let Some(address) = capabilities.network.iter().find(|p| is_ip_literal(p)) {
+        return Err(format!(
+            "plugin {backend}'s manifest names the address {address}; a manifest may name hosts only (an address is the operator's to configure)"
+        ));
+    }
     if !grants.directories.is_empty() && !capabilities.directory {
         return Err(format!(
             "plugin {backend} asked for directory {} but its manifest declares no directory access",
@@ -194,6 +253,40 @@ mod tests {
         };
         assert!(allows_endpoint(&exact, &ep("AUTH.example"), &[]));
         assert!(!allows_endpoint(&exact, &ep("x.auth.example"), &[]));
+    }
+
+    #[test]
+    fn a_manifest_naming_an_address_is_refused_and_the_address_never_matches() {
+        let caps = Capabilities {
+            network: vec!["169.254.169.254".into(), "[fd00:ec2::254]".into()],
+            directory: false,
+        };
+        assert!(!allows_endpoint(&caps, &ep("169.254.169.254"), &[]));
+        assert!(!allows_endpoint(&caps, &ep("fd00:ec2::254"), &[]));
+        let err = check("x", &caps, &Grants::default(), &[]).unwrap_err();
+        assert!(err.contains("names the address 169.254.169.254"), "{err}");
+    }
+
+    #[test]
+    fn configured_endpoints_keep_scheme_and_port() {
+        let secrets = vec![(
+            "C".into(),
+            "BlobEndpoint=http://127.0.0.1:10000/dev;QueueEndpoint=https://Q.example/".into(),
+        )];
+        let plain = vec![("E".into(), "https://[::1]:8443/p".into())];
+        let endpoint = |scheme: &str, host: &str, port| Endpoint {
+            scheme: scheme.into(),
+            host: host.into(),
+            port,
+        };
+        assert_eq!(
+            configured_endpoints("s3://bucket/p", &[&plain, &secrets]),
+            [
+                endpoint("https", "::1", 8443),
+                endpoint("http", "127.0.0.1", 10000),
+                endpoint("https", "q.example", 443),
+            ]
+        );
     }
 
     #[test]

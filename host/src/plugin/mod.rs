@@ -3,10 +3,13 @@
 //!
 //! This module knows nothing of PostgreSQL or of walship's object format.
 
+mod address_class;
 mod bindings;
 mod cache;
 mod convert;
 mod engine;
+mod entitlement;
+mod grant_dir;
 mod manifest;
 mod outbound;
 mod sandbox;
@@ -22,7 +25,9 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 pub use bindings::WIT_VERSION;
-pub use cache::{ComponentCache, LoadPath, PluginDigest};
+pub use cache::{ComponentCache, LoadPath, PluginDigest, usable_cache_dir};
+pub use entitlement::{Provenance, describe_declared};
+pub use grant_dir::OwnState;
 pub use outbound::check_ca_file;
 pub use sandbox::{Grants, SandboxPolicy};
 
@@ -53,6 +58,14 @@ pub struct RuntimeOptions {
     /// (one level: its parent must exist). Only commands that write to the
     /// archive create it; a read never leaves a directory behind.
     pub create_missing_directory: bool,
+    /// walship's own files and directories: never granted to a plugin.
+    pub own_state: Vec<OwnState>,
+    /// Setting names the operator allows a third-party plugin to receive
+    /// (`WALSHIP_PLUGIN_SETTINGS`), beyond those of its own (entitlement.rs).
+    pub allowed_settings: Vec<String>,
+    /// Let a plugin holding credentials use plain http beyond this machine
+    /// (`WALSHIP_ALLOW_HTTP_CREDENTIALS=1`); off by default.
+    pub allow_http_credentials: bool,
 }
 
 /// A loaded plugin: compiled code plus a linker, ready to instantiate.
@@ -68,6 +81,11 @@ pub struct Plugin {
     options: RuntimeOptions,
     info: std::cell::OnceCell<BackendInfo>,
     outbound: std::sync::Arc<outbound::Outbound>,
+    /// Bundled or not: decides which settings it may receive.
+    pub provenance: Provenance,
+    /// The settings it declared when it was installed (from its record), if
+    /// known: a plugin that declares others now is refused.
+    pub declared_at_install: Option<Vec<String>>,
 }
 
 impl Plugin {
@@ -104,7 +122,37 @@ impl Plugin {
             outbound: outbound::Outbound::new(options.ca_file.clone()),
             options,
             info: Default::default(),
+            provenance: Provenance::ThirdParty,
+            declared_at_install: None,
         })
+    }
+
+    /// The settings `info` declares that this plugin will not be handed,
+    /// with the reason (see entitlement.rs).
+    pub fn refused_settings(&self, info: &BackendInfo) -> Vec<(String, String)> {
+        entitlement::entitled(info, self.provenance, &self.options.allowed_settings)
+            .1
+            .into_iter()
+            .map(|(name, why)| (name, why.to_string()))
+            .collect()
+    }
+
+    /// Refuses a plugin whose declared settings differ from those recorded
+    /// when it was installed: the operator agreed to those.
+    fn check_declaration(&self, info: &BackendInfo) -> Result<(), StorageError> {
+        let Some(recorded) = &self.declared_at_install else {
+            return Ok(());
+        };
+        let now = describe_declared(&info.config_keys);
+        if now != *recorded {
+            return Err(StorageError::PermissionDenied(format!(
+                "plugin {} now declares the settings [{}], but declared [{}] when it was installed; reinstall it (walship plugin install) to accept the change",
+                info.backend,
+                now.join(", "),
+                recorded.join(", ")
+            )));
+        }
+        Ok(())
     }
 
     /// The contract the component was built against, as it names its
@@ -127,9 +175,7 @@ impl Plugin {
         if let Some(info) = self.info.get() {
             return Ok(info.clone());
         }
-        let mut instance = self
-            .instantiate(&Grants::default(), "plugin", None, None)
-            .await?;
+        let mut instance = self.instantiate(&[], &[], "plugin", None, None).await?;
         self.info_from(&mut instance).await
     }
 
@@ -155,9 +201,7 @@ impl Plugin {
         config: impl FnOnce(&BackendInfo) -> Result<PluginConfig, StorageError>,
     ) -> Result<PluginStore<'_>, StorageError> {
         // info and plan both run in one instance without grants.
-        let mut planner = self
-            .instantiate(&Grants::default(), "plugin", None, None)
-            .await?;
+        let mut planner = self.instantiate(&[], &[], "plugin", None, None).await?;
         let info = self.info_from(&mut planner).await?;
         if !info
             .schemes
@@ -174,7 +218,22 @@ impl Plugin {
                     .join(", ")
             )));
         }
-        let config = config(&info)?;
+        self.check_declaration(&info)?;
+        let (entitled, refused) =
+            entitlement::entitled(&info, self.provenance, &self.options.allowed_settings);
+        for (name, why) in refused
+            .iter()
+            .filter(|_| LogLevelFilter::Info <= self.options.log_level)
+        {
+            crate::logging::log_line(
+                LogLevelFilter::Info,
+                &format!(
+                    "plugin {} declares {name}, which is not handed over: {why} (allow it by name with WALSHIP_PLUGIN_SETTINGS)",
+                    info.backend
+                ),
+            );
+        }
+        let config = config(&entitled)?;
         let grants = {
             let plain = config.plain.clone();
             let prefix = &prefix.to_string();
@@ -190,11 +249,17 @@ impl Plugin {
         let configured = manifest::configured_hosts(prefix, &[&config.plain, &config.secrets]);
         manifest::check(&info.backend, &info.capabilities, &grants, &configured)
             .map_err(StorageError::PermissionDenied)?;
-        self.options
+        let dirs = self
+            .options
             .policy
             .check(&grants, local_prefix_path(prefix).as_deref())
             .map_err(|e| StorageError::InvalidConfig(e.to_string()))?;
-        for dir in &grants.directories {
+        for dir in &dirs {
+            // A missing archive directory is made only by a command that
+            // stores, and only one level deep (a mistyped path is an error,
+            // not a new archive: archive_dir.rs); then the grant is opened
+            // beneath its root without following symlinks, like every later
+            // open, which also refuses a bad grant early.
             if dir.writable && !dir.path.exists() {
                 crate::archive_dir::create_if_allowed(
                     &dir.path,
@@ -202,11 +267,14 @@ impl Plugin {
                 )
                 .map_err(StorageError::InvalidConfig)?;
             }
+            dir.open(false, &self.options.own_state)
+                .map_err(|e| StorageError::PermissionDenied(e.to_string()))?;
         }
         let mut store = PluginStore {
             plugin: self,
             info,
             grants,
+            dirs,
             prefix: prefix.to_string(),
             config,
             live: None,
@@ -235,29 +303,38 @@ impl Plugin {
     /// is what it may keep between processes (an open store's only).
     async fn instantiate(
         &self,
-        grants: &Grants,
+        endpoints: &[sandbox::Endpoint],
+        dirs: &[grant_dir::GrantedDir],
         name: &str,
         manifest: Option<sandbox::RuntimeManifest>,
         values: Option<value_cache::ValueCache>,
     ) -> Result<Instance, StorageError> {
-        let wasi = sandbox::wasi_context(grants)
-            .map_err(|e| StorageError::InvalidConfig(format!("{e:#}")))?;
+        let wasi = sandbox::wasi_context(dirs, &self.options.own_state)
+            .map_err(|e| StorageError::PermissionDenied(format!("{e:#}")))?;
         let state = PluginState {
             wasi,
-            http: WasiHttpCtx::new(),
-            table: wasmtime::component::ResourceTable::new(),
+            http: {
+                let mut http = WasiHttpCtx::new();
+                http.set_field_size_limit(MAX_HEADER_BYTES);
+                http
+            },
+            table: {
+                // Every WASI resource (header sets, streams, pollables, ...)
+                // is host memory the plugin's cap does not count: bound
+                // how many it may hold at once.
+                let mut table = wasmtime::component::ResourceTable::new();
+                table.set_max_capacity(MAX_RESOURCES);
+                table
+            },
             gate: sandbox::NetworkGate {
-                granted: grants.endpoints.clone(),
+                granted: endpoints.to_vec(),
                 policy: self.options.policy.clone(),
                 timeouts: Default::default(),
                 plugin_name: name.to_string(),
                 outbound: self.outbound.clone(),
                 manifest,
             },
-            memory: MemoryLimiter {
-                max_bytes: self.options.memory_limit_bytes,
-                exceeded: false,
-            },
+            memory: MemoryLimiter::new(self.options.memory_limit_bytes),
             log_level: self.options.log_level,
             deadline: Instant::now() + self.options.call_timeout,
             values,
@@ -284,6 +361,13 @@ impl Plugin {
         Ok(Instance { store, bindings })
     }
 }
+
+/// Host-side resources one plugin instance may hold at once (a store uses
+/// a few dozen: streams, pollables, header sets of requests in flight).
+const MAX_RESOURCES: usize = 4096;
+/// Largest set of HTTP header fields a plugin may build (wasmtime's default
+/// is 128 KiB; S3 and Azure requests carry a few KiB).
+const MAX_HEADER_BYTES: usize = 64 << 10;
 
 fn link(engine: &Engine, component: &Component) -> wasmtime::Result<StoragePluginPre<PluginState>> {
     let mut linker = Linker::<PluginState>::new(engine);
@@ -432,6 +516,8 @@ pub struct PluginStore<'p> {
     plugin: &'p Plugin,
     info: BackendInfo,
     grants: Grants,
+    /// The directories of `grants`, with the roots they are opened beneath.
+    dirs: Vec<grant_dir::GrantedDir>,
     prefix: String,
     config: PluginConfig,
     live: Option<(Instance, ResourceAny)>,
@@ -455,6 +541,7 @@ impl PluginStore<'_> {
             plugin: self.plugin,
             info: self.info.clone(),
             grants: Grants::default(),
+            dirs: Vec::new(),
             prefix: self.prefix.clone(),
             config: self.config.clone(),
             live: None,
@@ -466,7 +553,8 @@ impl PluginStore<'_> {
             let mut instance = self
                 .plugin
                 .instantiate(
-                    &self.grants,
+                    &self.grants.endpoints,
+                    &self.dirs,
                     &self.info.backend,
                     Some(sandbox::RuntimeManifest {
                         capabilities: self.info.capabilities.clone(),
@@ -474,6 +562,12 @@ impl PluginStore<'_> {
                             &self.prefix,
                             &[&self.config.plain, &self.config.secrets],
                         ),
+                        endpoints: manifest::configured_endpoints(
+                            &self.prefix,
+                            &[&self.config.plain, &self.config.secrets],
+                        ),
+                        holds_secrets: !self.config.secrets.is_empty(),
+                        cleartext_allowed: self.plugin.options.allow_http_credentials,
                     }),
                     self.plugin.options.cache_dir.as_deref().map(|dir| {
                         value_cache::ValueCache::open(
@@ -535,6 +629,7 @@ impl ObjectStore for PluginStore<'_> {
             plugin: self.plugin,
             info: self.info.clone(),
             grants: self.grants.clone(),
+            dirs: self.dirs.clone(),
             prefix: self.prefix.clone(),
             config: self.config.clone(),
             live: None,
@@ -693,6 +788,9 @@ mod tests {
             log_level: LogLevelFilter::Error,
             ca_file: None,
             create_missing_directory: true,
+            own_state: Vec::new(),
+            allowed_settings: Vec::new(),
+            allow_http_credentials: false,
         }
     }
 

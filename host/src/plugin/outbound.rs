@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
+use super::address_class::{self, Reach};
 use super::sandbox::HttpTimeouts;
 
 /// What the response future resolves to: the response, and a future that
@@ -50,6 +51,10 @@ struct PoolKey {
     tls: bool,
     host: String,
     port: u16,
+    /// What the connection was allowed to reach: a connection opened for a
+    /// configured internal endpoint is never lent to a request without that
+    /// right.
+    reach: Reach,
 }
 
 impl Outbound {
@@ -82,11 +87,15 @@ impl Outbound {
             .clone()
     }
 
-    /// Sends `request` to the authority in its URI, within `timeouts`.
+    /// Sends `request` to the authority in its URI, within `timeouts`,
+    /// connecting only to addresses `reach` allows (`plugin` names the
+    /// plugin in the refusal).
     pub async fn send(
         self: Arc<Self>,
         mut request: http::Request<WasiBody>,
         timeouts: HttpTimeouts,
+        reach: Reach,
+        plugin: String,
     ) -> Result<Sent, HttpError> {
         let uri = request.uri().clone();
         let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
@@ -104,11 +113,16 @@ impl Outbound {
             .build()
             .map_err(|_| HttpError::HttpRequestUriInvalid)?;
 
-        let key = PoolKey { tls, host, port };
+        let key = PoolKey {
+            tls,
+            host,
+            port,
+            reach,
+        };
         let replay = Replay::of(&request);
         let (response, sender) = match self.take_idle(&key) {
             None => {
-                let mut sender = self.connect(&key, timeouts).await?;
+                let mut sender = self.connect(&key, timeouts, &plugin).await?;
                 (send_on(&mut sender, request, timeouts).await?, sender)
             }
             Some(mut pooled) => match (send_on(&mut pooled, request, timeouts).await, replay) {
@@ -119,7 +133,7 @@ impl Outbound {
                 // once, on a new connection; others go back to the plugin
                 // and the host's retries as `connection-terminated`.
                 (Err(HttpError::ConnectionTerminated), Some(replay)) => {
-                    let mut sender = self.connect(&key, timeouts).await?;
+                    let mut sender = self.connect(&key, timeouts, &plugin).await?;
                     (
                         send_on(&mut sender, replay.request(), timeouts).await?,
                         sender,
@@ -145,20 +159,26 @@ impl Outbound {
 
     /// A new HTTP/1.1 connection (TCP, then TLS for https), driven by a task
     /// of its own until the server or this process closes it.
-    async fn connect(&self, key: &PoolKey, timeouts: HttpTimeouts) -> Result<Sender, HttpError> {
-        let tcp = match tokio::time::timeout(
-            timeouts.connect,
-            TcpStream::connect((key.host.as_str(), key.port)),
-        )
-        .await
-        {
-            Err(_) => return Err(HttpError::ConnectionTimeout),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err(HttpError::ConnectionRefused);
-            }
-            Ok(Err(e)) => return Err(HttpError::Connect(e)),
-            Ok(Ok(s)) => s,
-        };
+    async fn connect(
+        &self,
+        key: &PoolKey,
+        timeouts: HttpTimeouts,
+        plugin: &str,
+    ) -> Result<Sender, HttpError> {
+        let addresses = tokio::time::timeout(timeouts.connect, resolve(key, plugin))
+            .await
+            .map_err(|_| HttpError::ConnectionTimeout)??;
+        let tcp =
+            match tokio::time::timeout(timeouts.connect, TcpStream::connect(addresses.as_slice()))
+                .await
+            {
+                Err(_) => return Err(HttpError::ConnectionTimeout),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Err(HttpError::ConnectionRefused);
+                }
+                Ok(Err(e)) => return Err(HttpError::Connect(e)),
+                Ok(Ok(s)) => s,
+            };
         let _ = tcp.set_nodelay(true);
         if key.tls {
             let config = self.tls_config().map_err(|why| {
@@ -178,6 +198,45 @@ impl Outbound {
             handshake(tcp, timeouts).await
         }
     }
+}
+
+/// The addresses `key`'s host resolves to that its reach allows; none is a
+/// refusal, logged with the plugin, the host and the addresses.
+async fn resolve(key: &PoolKey, plugin: &str) -> Result<Vec<std::net::SocketAddr>, HttpError> {
+    let refuse = |why: String| {
+        let rule = if key.reach.beyond_loopback {
+            "an internal address is reached only at an endpoint the configuration names with exactly that scheme, host and port, or one in WALSHIP_ALLOW_HOSTS"
+        } else {
+            "the plugin holds credentials, which would cross the network in clear text over http://; use https, or set WALSHIP_ALLOW_HTTP_CREDENTIALS=1 if that network is trusted"
+        };
+        crate::logging::log_line(
+            crate::logging::LogLevelFilter::Error,
+            &format!(
+                "plugin {plugin} tried to reach {}:{}, {why}; denied ({rule})",
+                key.host, key.port
+            ),
+        );
+        HttpError::DestinationIpProhibited
+    };
+    if address_class::is_metadata_name(&key.host) && !key.reach.metadata {
+        return Err(refuse("a cloud metadata service".into()));
+    }
+    let resolved: Vec<std::net::SocketAddr> =
+        tokio::net::lookup_host((key.host.as_str(), key.port))
+            .await
+            // As a failed connect reported it before this check existed.
+            .map_err(HttpError::Connect)?
+            .collect();
+    let allowed: Vec<_> = resolved
+        .iter()
+        .copied()
+        .filter(|a| address_class::may_connect(a.ip(), key.reach))
+        .collect();
+    if allowed.is_empty() && !resolved.is_empty() {
+        let shown: Vec<String> = resolved.iter().map(|a| a.ip().to_string()).collect();
+        return Err(refuse(format!("which resolves to {}", shown.join(", "))));
+    }
+    Ok(allowed)
 }
 
 async fn send_on(
@@ -409,6 +468,30 @@ mod tests {
         (port, accepted)
     }
 
+    /// The test servers listen on loopback, as a configured emulator does.
+    const LOCAL: Reach = Reach {
+        internal: true,
+        ..Reach::PUBLIC
+    };
+
+    #[tokio::test]
+    async fn loopback_is_not_connected_to_without_the_right_to_reach_it() {
+        let (port, accepted) = one_answer_per_connection().await;
+        let outbound = Outbound::new(None);
+        for host in ["127.0.0.1", "localhost"] {
+            let mut get = request(http::Method::GET, port);
+            *get.uri_mut() = format!("http://{host}:{port}/key").parse().unwrap();
+            let err = outbound
+                .clone()
+                .send(get, HttpTimeouts::default(), Reach::PUBLIC, "test".into())
+                .await
+                .err()
+                .expect("refused");
+            assert!(matches!(err, HttpError::DestinationIpProhibited), "{err:?}");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
     fn request(method: http::Method, port: u16) -> http::Request<WasiBody> {
         let body = http_body_util::Empty::<Bytes>::new()
             .map_err(|never| match never {})
@@ -432,7 +515,12 @@ mod tests {
         for _ in 0..3 {
             let sent = outbound
                 .clone()
-                .send(request(http::Method::GET, port), timeouts)
+                .send(
+                    request(http::Method::GET, port),
+                    timeouts,
+                    LOCAL,
+                    "test".into(),
+                )
                 .await;
             assert_eq!(body_of(sent).await.unwrap(), "ok");
         }
@@ -447,7 +535,12 @@ mod tests {
         let timeouts = HttpTimeouts::default();
         let sent = outbound
             .clone()
-            .send(request(http::Method::GET, port), timeouts)
+            .send(
+                request(http::Method::GET, port),
+                timeouts,
+                LOCAL,
+                "test".into(),
+            )
             .await;
         assert_eq!(body_of(sent).await.unwrap(), "ok");
         let mut put = request(http::Method::PUT, port);
@@ -457,7 +550,7 @@ mod tests {
         );
         let err = outbound
             .clone()
-            .send(put, timeouts)
+            .send(put, timeouts, LOCAL, "test".into())
             .await
             .err()
             .expect("refused");

@@ -9,6 +9,7 @@ use std::time::Duration;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 use wasmtime_wasi_http::{WasiBody, WasiHttpHooks};
 
+use super::grant_dir::{GrantedDir, OwnState};
 use super::outbound::Sent;
 
 /// A network endpoint (scheme, host, port).
@@ -63,18 +64,32 @@ pub enum GrantRefused {
 impl SandboxPolicy {
     /// Checks a plugin's `plan` against the policy. `prefix_path` is the path
     /// of a `scheme:///path` prefix: the operator named it, so a plugin may
-    /// have it.
-    pub fn check(&self, grants: &Grants, prefix_path: Option<&Path>) -> Result<(), GrantRefused> {
+    /// have it. Each directory comes back with the root it must be opened
+    /// beneath (see grant_dir.rs: the check here is of names only).
+    pub fn check(
+        &self,
+        grants: &Grants,
+        prefix_path: Option<&Path>,
+    ) -> Result<Vec<GrantedDir>, GrantRefused> {
+        let mut dirs = Vec::new();
         for dir in &grants.directories {
-            let inside = |root: &Path| dir.path.starts_with(root);
-            let ok = prefix_path.is_some_and(|p| dir.path == p)
-                || self.allowed_directories.iter().any(|d| inside(d));
-            if !ok
-                || !dir.path.is_absolute()
-                || dir.path.components().any(|c| c.as_os_str() == "..")
-            {
-                return Err(GrantRefused::Directory(dir.path.display().to_string()));
-            }
+            let plain =
+                dir.path.is_absolute() && !dir.path.components().any(|c| c.as_os_str() == "..");
+            let root = prefix_path
+                .filter(|p| dir.path == *p)
+                .or_else(|| {
+                    self.allowed_directories
+                        .iter()
+                        .map(PathBuf::as_path)
+                        .find(|d| dir.path.starts_with(d))
+                })
+                .filter(|_| plain)
+                .ok_or_else(|| GrantRefused::Directory(dir.path.display().to_string()))?;
+            dirs.push(GrantedDir {
+                root: root.to_path_buf(),
+                path: dir.path.clone(),
+                writable: dir.writable,
+            });
         }
         if let Some(allowed) = &self.allowed_hosts {
             for ep in &grants.endpoints {
@@ -83,7 +98,7 @@ impl SandboxPolicy {
                 }
             }
         }
-        Ok(())
+        Ok(dirs)
     }
 
     /// Whether an endpoint a plugin learned at run time may be added. Without
@@ -121,9 +136,11 @@ fn host_allowed(allowed: &[String], ep: &Endpoint) -> bool {
 }
 
 /// Builds the WASI context: the granted directories preopened at their own
-/// path, stderr for panic messages, and nothing else: no environment, no
-/// arguments, no stdin/stdout, no sockets, no name lookups.
-pub fn wasi_context(grants: &Grants) -> anyhow::Result<WasiCtx> {
+/// path (each opened beneath its root, never through a symlink, and never
+/// overlapping `own`: see grant_dir.rs), stderr for panic messages, and
+/// nothing else: no environment, no arguments, no stdin/stdout, no sockets,
+/// no name lookups.
+pub fn wasi_context(dirs: &[GrantedDir], own: &[OwnState]) -> anyhow::Result<WasiCtx> {
     let mut b = WasiCtxBuilder::new();
     b.inherit_stderr();
     b.allow_tcp(false)
@@ -134,7 +151,7 @@ pub fn wasi_context(grants: &Grants) -> anyhow::Result<WasiCtx> {
     // pool per call: a 16 MiB write is many calls, and the per-call deadline
     // still holds through the process watchdog.
     b.allow_blocking_current_thread(true);
-    for dir in &grants.directories {
+    for dir in dirs {
         let perms = if dir.writable {
             FsPerms::ReadWrite
         } else {
@@ -144,12 +161,15 @@ pub fn wasi_context(grants: &Grants) -> anyhow::Result<WasiCtx> {
             .path
             .to_str()
             .ok_or_else(|| anyhow::anyhow!("directory path is not UTF-8"))?;
-        b.preopened_dir(&dir.path, guest_path, perms).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open directory {} for the plugin: {e}",
-                dir.path.display()
-            )
-        })?;
+        let opened = dir.open(false, own)?;
+        // WASI opens its own descriptor from ours; `opened` closes after.
+        b.preopened_dir(opened.proc_path(), guest_path, perms)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open directory {} for the plugin: {e}",
+                    dir.path.display()
+                )
+            })?;
     }
     Ok(b.build())
 }
@@ -189,11 +209,73 @@ pub struct NetworkGate {
 pub struct RuntimeManifest {
     pub capabilities: crate::storage::Capabilities,
     pub configured: Vec<String>,
+    /// The http(s) endpoints the configuration names, with scheme and port:
+    /// the only ones that may lead to an internal address.
+    pub endpoints: Vec<Endpoint>,
+    /// Whether the instance was handed credentials (any secret).
+    pub holds_secrets: bool,
+    /// The operator lets credentials go over plain http beyond this machine
+    /// (`WALSHIP_ALLOW_HTTP_CREDENTIALS`).
+    pub cleartext_allowed: bool,
+}
+
+/// Whether a plugin may reach the cloud platform's metadata service (and so
+/// the machine's own credentials). This is the hook for the credential-chain
+/// capability the workload-identity work will add to the contract (a
+/// plugin declaring it, unless the operator turns it off); no contract
+/// version has it yet, so no plugin may.
+fn may_use_credential_chain(_capabilities: &crate::storage::Capabilities) -> bool {
+    false
 }
 
 type ResponseFuture = Box<dyn Future<Output = wasmtime_wasi_http::Result<Sent>> + Send>;
 
 impl NetworkGate {
+    /// What a request to `uri` may connect to besides public addresses:
+    /// internal ones only at an endpoint the operator named (exactly its
+    /// scheme, host and port, or a subdomain of a configured name at that
+    /// scheme and port: a virtual-hosted bucket), or one listed in
+    /// allowed_hosts; metadata services only with the credential chain.
+    fn reach(&self, uri: &http::Uri) -> super::address_class::Reach {
+        let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        let Some(manifest) = &self.manifest else {
+            return super::address_class::Reach::PUBLIC;
+        };
+        let configured = manifest.endpoints.iter().any(|e| {
+            let name = !super::manifest::is_ip_literal(&e.host);
+            e.scheme == scheme
+                && e.port == port
+                && (e.host == host || (name && host.ends_with(&format!(".{}", e.host))))
+        });
+        let listed = self.policy.allowed_hosts.as_ref().is_some_and(|allowed| {
+            host_allowed(
+                allowed,
+                &Endpoint {
+                    scheme: scheme.clone(),
+                    host: host.clone(),
+                    port,
+                },
+            )
+        });
+        super::address_class::Reach {
+            internal: configured || listed,
+            metadata: may_use_credential_chain(&manifest.capabilities),
+            // Credentials never cross the network in clear text.
+            beyond_loopback: scheme != "http"
+                || !manifest.holds_secrets
+                || manifest.cleartext_allowed,
+        }
+    }
+
     fn permits(&self, uri: &http::Uri) -> bool {
         let scheme = uri.scheme_str().unwrap_or("https");
         let Some(host) = uri.host() else { return false };
@@ -233,7 +315,9 @@ impl WasiHttpHooks for NetworkGate {
             first_byte: cap(options.first_byte_timeout, t.first_byte),
             between_bytes: cap(options.between_bytes_timeout, t.between_bytes),
         };
-        Box::new(self.outbound.clone().send(request, timeouts))
+        let reach = self.reach(request.uri());
+        let plugin = self.plugin_name.clone();
+        Box::new(self.outbound.clone().send(request, timeouts, reach, plugin))
     }
 }
 
@@ -274,7 +358,8 @@ mod tests {
             allowed_directories: vec!["/srv".into()],
             ..Default::default()
         };
-        assert!(policy.check(&grants("/srv/a"), None).is_ok());
+        let dirs = policy.check(&grants("/srv/a"), None).unwrap();
+        assert_eq!(dirs[0].root, Path::new("/srv"));
         assert!(policy.check(&grants("/srv/../etc"), None).is_err());
     }
 

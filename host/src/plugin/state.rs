@@ -58,8 +58,9 @@ impl Host for PluginState {
             LogLevel::Error => LogLevelFilter::Error,
         };
         if level <= self.log_level {
-            // One line per message: a plugin cannot forge extra log lines.
-            let message = message.replace(['\n', '\r'], " ");
+            // One line per message, control characters escaped: a plugin
+            // cannot forge extra log lines or rewrite the terminal.
+            let message = crate::logging::printable(&message.replace(['\n', '\r'], " "));
             log_line(
                 level,
                 &format!("plugin {}: {message}", self.gate.plugin_name),
@@ -126,37 +127,108 @@ impl CacheHost for PluginState {
     }
 }
 
-/// Caps a plugin's linear memory. Growing past the cap traps the plugin with
-/// a message that names the cap, instead of failing an allocation somewhere
-/// deep inside it.
+/// Caps what a plugin instance holds in wasm memory: the sum of all its
+/// linear memories and tables (a component can have several of each; a
+/// per-memory cap would let it hold that much in every one), and how many
+/// instances, memories and tables it may create. Growing past the cap traps
+/// the plugin with a message that names the cap, instead of failing an
+/// allocation somewhere deep inside it.
 pub struct MemoryLimiter {
     pub max_bytes: usize,
     pub exceeded: bool,
+    /// Bytes granted so far, over every memory and table of the instance.
+    pub used: usize,
 }
 
-impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
+/// What one table element is counted as (a function reference and its
+/// bookkeeping in wasmtime).
+const TABLE_ELEMENT_BYTES: usize = 16;
+/// A Rust wasm32-wasip2 component has a handful of core instances, one
+/// memory and a few tables; these leave room and stop a component made of
+/// thousands.
+const MAX_INSTANCES: usize = 100;
+const MAX_MEMORIES: usize = 4;
+const MAX_TABLES: usize = 100;
+
+impl MemoryLimiter {
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            exceeded: false,
+            used: 0,
+        }
+    }
+
+    fn grow(&mut self, bytes: usize) -> wasmtime::Result<bool> {
+        let total = self.used.saturating_add(bytes);
+        if total > self.max_bytes {
             self.exceeded = true;
             return Err(wasmtime::format_err!(
                 "plugin exceeded its memory limit of {} MiB",
                 self.max_bytes >> 20
             ));
         }
+        self.used = total;
         Ok(true)
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.grow(desired.saturating_sub(current))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        self.grow(
+            desired
+                .saturating_sub(current)
+                .saturating_mul(TABLE_ELEMENT_BYTES),
+        )
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn the_cap_is_on_the_sum_of_every_memory_and_table() {
+        let mut limiter = MemoryLimiter::new(64 << 20);
+        assert!(limiter.memory_growing(0, 40 << 20, None).unwrap());
+        // A second memory (or a table) of its own size is still over the
+        // instance's cap.
+        assert!(limiter.memory_growing(0, 40 << 20, None).is_err());
+        assert!(limiter.exceeded);
+        let mut limiter = MemoryLimiter::new(64 << 20);
+        assert!(limiter.memory_growing(0, 40 << 20, None).unwrap());
+        assert!(limiter.table_growing(0, 2_000_000, None).is_err());
+        let mut limiter = MemoryLimiter::new(64 << 20);
+        assert!(limiter.memory_growing(0, 32 << 20, None).unwrap());
+        assert!(limiter.memory_growing(32 << 20, 60 << 20, None).unwrap());
+        assert!(limiter.memory_growing(60 << 20, 65 << 20, None).is_err());
+        assert!(limiter.instances() <= 100 && limiter.memories() <= 4);
     }
 }

@@ -7,17 +7,26 @@
 //! file `<cache dir>/values/<name hash>`, mode 0600 in a 0700 directory owned
 //! by the user walship runs as, because values may be credentials.
 //!
-//! Values are kept apart per plugin file and per configuration: the file
-//! name hashes the plugin's sha256, the prefix, every setting and every
-//! secret, and the value's name. A store opened with a rotated key, another
-//! prefix or another plugin build finds nothing of the old one's.
+//! Values are kept apart per plugin file and per configuration (a scope):
+//! each scope has a directory named by the hash of the plugin's sha256, the
+//! prefix, every setting and every secret, and each value a file in it named
+//! by the hash of the scope and the value's name. A store opened with a
+//! rotated key, another prefix or another plugin build finds nothing of the
+//! old one's.
+//!
+//! A plugin decides what it keeps, so what it can keep is bounded: at most
+//! `MAX_VALUES_PER_SCOPE` values in its scope, and at most `MAX_SCOPES`
+//! scopes in all (so at most MAX_SCOPES x MAX_VALUES_PER_SCOPE x MAX_VALUE
+//! bytes on disk). A put looks at its own scope only; the whole directory
+//! is swept of expired values at most once per `SWEEP_INTERVAL`, or when a
+//! new scope would go over the total.
 //!
 //! Best effort by contract: an unusable directory, a damaged or expired file
 //! reads as "nothing kept", and a plugin always copes without a value.
 
 use std::cell::OnceCell;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,6 +41,14 @@ pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_VALUE: usize = 64 << 10;
 /// Longest name.
 const MAX_NAME: usize = 64;
+/// Values one scope (one store's configuration) may keep at once.
+pub const MAX_VALUES_PER_SCOPE: usize = 16;
+/// Scopes kept at once, over every plugin and configuration.
+pub const MAX_SCOPES: usize = 64;
+/// How often a put sweeps every scope of expired values.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+/// When the directory was last swept (its modification time).
+const SWEPT_MARKER: &str = ".swept";
 /// First bytes of every value file; a file without them is not ours.
 const MAGIC: &[u8; 8] = b"wshpval1";
 /// Magic, expiry (seconds since the epoch) and value length.
@@ -136,8 +153,20 @@ impl ValueCache {
                 _ => Ok(()),
             };
         }
+        let scope_dir = self.scope_dir();
+        if !scope_dir.is_dir() {
+            self.make_scope_dir(&scope_dir)?;
+        }
+        if !path.exists() {
+            let kept = live_values(&scope_dir);
+            if kept >= MAX_VALUES_PER_SCOPE {
+                return Err(format!(
+                    "this store already keeps {kept} values, the most a store may keep; let one expire or remove one (ttl 0) first"
+                ));
+            }
+        }
         let expires = now() + ttl.min(MAX_TTL).as_secs();
-        let tmp = self.dir.join(format!(
+        let tmp = scope_dir.join(format!(
             ".tmp-{}-{}",
             std::process::id(),
             path.file_name().unwrap().to_string_lossy()
@@ -155,36 +184,115 @@ impl ValueCache {
             let _ = std::fs::remove_file(&tmp);
             return Err(format!("cannot write {}: {e}", path.display()));
         }
-        self.sweep();
+        if self.sweep_due() {
+            self.sweep();
+        }
         Ok(())
+    }
+
+    fn scope_dir(&self) -> PathBuf {
+        self.dir.join(hex(&self.scope))
     }
 
     fn path(&self, name: &str) -> PathBuf {
         let mut hash = Sha256::new();
         hash.update(self.scope);
         hash.update(name.as_bytes());
-        self.dir.join(hex(&hash.finalize()))
+        self.scope_dir().join(hex(&hash.finalize()))
+    }
+
+    /// A new scope, if the total allows one (after a sweep if it did not).
+    fn make_scope_dir(&self, scope_dir: &Path) -> Result<(), String> {
+        if scope_count(&self.dir) >= MAX_SCOPES {
+            self.sweep();
+            if scope_count(&self.dir) >= MAX_SCOPES {
+                return Err(format!(
+                    "{} already keeps values for {MAX_SCOPES} stores, the most it keeps; they expire within a day",
+                    self.dir.display()
+                ));
+            }
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(scope_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                Err(format!("cannot create {}: {e}", scope_dir.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn sweep_due(&self) -> bool {
+        std::fs::metadata(self.dir.join(SWEPT_MARKER))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age >= SWEEP_INTERVAL)
     }
 
     /// Removes expired values of every scope (a rotated key leaves its old
-    /// token behind, which nothing would read again).
+    /// token behind, which nothing would read again), scopes left empty,
+    /// and files of the flat layout older walships used once expired.
     fn sweep(&self) {
+        let _ = std::fs::write(self.dir.join(SWEPT_MARKER), b"");
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
-        let now = now();
         for entry in entries.flatten() {
             let path = entry.path();
-            let mut header = [0u8; HEADER];
-            let expired = std::fs::File::open(&path)
-                .and_then(|mut f| f.read_exact(&mut header))
-                .map(|()| header[..8] == MAGIC[..] && expiry(&header) <= now)
-                .unwrap_or(false);
-            if expired {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                live_values(&path);
+                let _ = std::fs::remove_dir(&path); // only if empty
+            } else if path.file_name().is_some_and(|n| n != SWEPT_MARKER) && !is_live(&path) {
                 let _ = std::fs::remove_file(&path);
             }
         }
     }
+}
+
+/// How many scopes `dir` holds (directory names only: nothing is read).
+fn scope_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .count()
+    })
+}
+
+/// Counts the live values in one scope's directory, removing expired and
+/// damaged ones and temp files a killed process left behind.
+fn live_values(scope_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(scope_dir) else {
+        return 0;
+    };
+    let mut live = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let temp = entry.file_name().to_string_lossy().starts_with(".tmp-");
+        if temp {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= SWEEP_INTERVAL);
+            if stale {
+                let _ = std::fs::remove_file(&path);
+            }
+        } else if is_live(&path) {
+            live += 1;
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    live
+}
+
+/// Whether `path` holds an unexpired value (its header is enough).
+fn is_live(path: &Path) -> bool {
+    let mut header = [0u8; HEADER];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .is_ok_and(|()| header[..8] == MAGIC[..] && expiry(&header) > now())
 }
 
 /// Names are plain words so that a plugin cannot reach outside its scope
@@ -316,16 +424,15 @@ mod tests {
             cache(&dir, "key-1").get("bearer-token").as_deref(),
             Some(&b"token"[..])
         );
-        let files: Vec<_> = std::fs::read_dir(dir.join("values"))
+        let files: Vec<_> = std::fs::read_dir(values.scope_dir())
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
         assert_eq!(files.len(), 1, "{files:?}");
         assert_eq!(std::fs::metadata(&files[0]).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(
-            std::fs::metadata(dir.join("values")).unwrap().mode() & 0o777,
-            0o700
-        );
+        for private in [dir.join("values"), values.scope_dir()] {
+            assert_eq!(std::fs::metadata(private).unwrap().mode() & 0o777, 0o700);
+        }
         assert!(
             !files[0].to_string_lossy().contains("bearer"),
             "the name is hashed"
@@ -392,16 +499,66 @@ mod tests {
     }
 
     #[test]
-    fn a_put_sweeps_expired_values_of_other_scopes() {
+    fn a_put_sweeps_expired_values_of_other_scopes_once_in_a_while() {
         let dir = temp_dir("sweep");
         let old = cache(&dir, "key-1");
         old.put("a", b"old", Duration::from_secs(60)).unwrap();
         std::fs::write(old.path("a"), encode(b"old", now() - 1)).unwrap();
-        cache(&dir, "key-2")
-            .put("a", b"new", Duration::from_secs(60))
+        let new = cache(&dir, "key-2");
+        // Swept a moment ago (by the first put): a put reads its own scope
+        // only.
+        new.put("a", b"new", Duration::from_secs(60)).unwrap();
+        assert!(old.path("a").exists());
+        // Once the last sweep is old enough, the next put sweeps.
+        let marker = std::fs::File::options()
+            .write(true)
+            .open(dir.join("values").join(SWEPT_MARKER))
             .unwrap();
+        marker
+            .set_modified(SystemTime::now() - SWEEP_INTERVAL)
+            .unwrap();
+        new.put("b", b"new", Duration::from_secs(60)).unwrap();
         assert!(!old.path("a").exists());
-        assert_eq!(std::fs::read_dir(dir.join("values")).unwrap().count(), 1);
+        assert!(!old.scope_dir().exists(), "the empty scope stays");
+        assert_eq!(new.get("a").as_deref(), Some(&b"new"[..]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_keeps_at_most_its_quota_of_values() {
+        let dir = temp_dir("quota");
+        let values = cache(&dir, "key-1");
+        for i in 0..MAX_VALUES_PER_SCOPE {
+            values
+                .put(&format!("v{i}"), b"value", Duration::from_secs(60))
+                .unwrap();
+        }
+        let err = values
+            .put("one-more", b"value", Duration::from_secs(60))
+            .expect_err("kept more than its quota");
+        assert!(err.contains("the most a store may keep"), "{err}");
+        // Replacing a value it keeps is fine, and so is a new one once
+        // another is gone.
+        values.put("v0", b"again", Duration::from_secs(60)).unwrap();
+        values.put("v1", b"", Duration::ZERO).unwrap();
+        values
+            .put("one-more", b"value", Duration::from_secs(60))
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_number_of_stores_keeping_values_is_bounded() {
+        let dir = temp_dir("scopes");
+        for i in 0..MAX_SCOPES {
+            cache(&dir, &format!("key-{i}"))
+                .put("a", b"value", Duration::from_secs(60))
+                .unwrap();
+        }
+        let err = cache(&dir, "one-more")
+            .put("a", b"value", Duration::from_secs(60))
+            .expect_err("kept values for more stores than the total allows");
+        assert!(err.contains("the most it keeps"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

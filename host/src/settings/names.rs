@@ -123,6 +123,14 @@ pub const KNOWN: &[Known] = &[
         "walship: directories a plugin may be granted",
     ),
     honoured(
+        "WALSHIP_PLUGIN_SETTINGS",
+        "walship: setting names a third-party plugin may receive beyond its own",
+    ),
+    honoured(
+        "WALSHIP_ALLOW_HTTP_CREDENTIALS",
+        "walship: let a plugin send credentials over plain http beyond this machine",
+    ),
+    honoured(
         "WALSHIP_CA_FILE",
         "walship: extra trusted CA certificates for https",
     ),

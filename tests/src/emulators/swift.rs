@@ -323,6 +323,17 @@ impl Swift {
                 ("OS_USER_DOMAIN_NAME", "Default".into()),
                 ("OS_PROJECT_DOMAIN_NAME", "Default".into()),
                 ("OS_REGION_NAME", KEYSTONE_REGION.into()),
+                // The catalog's storage URL is another loopback port than
+                // Keystone's: an internal address the configuration does not
+                // name, so the operator lists both (as for a private cloud).
+                (
+                    "WALSHIP_ALLOW_HOSTS",
+                    format!(
+                        "127.0.0.1:{},127.0.0.1:{}",
+                        self.keystone_port.expect("keystone mode"),
+                        self.proxy_port
+                    ),
+                ),
             ],
         };
         pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()

@@ -1,6 +1,6 @@
-//! `allocate`, `spin` and `panic`: attacks on the host's resource limits.
-//! None of them should return; the host's memory cap, deadline and trap
-//! handling stop them.
+//! `allocate`, `spin`, `panic` and `hoard-resources`: attacks on the host's
+//! resource limits. None of them should return; the host's memory cap,
+//! deadline, resource table cap and trap handling stop them.
 
 use std::hint::black_box;
 
@@ -43,4 +43,22 @@ pub fn spin() -> ! {
 
 pub fn panic() -> ! {
     panic!("hostile plugin: panicking on purpose (this should reach the host as a trap)");
+}
+
+/// How many host resources the attack holds before it calls itself a
+/// success: far more than any store needs at once.
+const HOARD: usize = 50_000;
+
+/// Creates empty HTTP header sets and keeps them: each lives in the host's
+/// memory, outside the plugin's own memory cap. A bounded host traps the
+/// plugin long before `HOARD`.
+pub fn hoard_resources() -> Error {
+    let mut held = Vec::new();
+    while held.len() < HOARD {
+        held.push(wasip2::http::types::Fields::new());
+    }
+    Error::Other(format!(
+        "SANDBOX ESCAPED: holding {} header sets in host memory",
+        held.len()
+    ))
 }

@@ -26,16 +26,23 @@ pub fn open_socket(port: u16) -> Probes {
 
 /// An HTTP request through wasi:http to an endpoint the plan did not ask for.
 pub fn http_out(port: u16) -> Probes {
+    http_to(&format!("127.0.0.1:{port}"))
+}
+
+/// An HTTP request to `authority` (`host:port`), which the plan may well
+/// have asked for (`HOSTILE_ASK_ENDPOINT`): whether it is let through is the
+/// host's decision, after name resolution.
+pub fn http_to(authority: &str) -> Probes {
     let mut probes = Probes::default();
-    let attempt = format!("HTTP GET http://127.0.0.1:{port}/");
-    probes.check(&attempt, get(port), |status| {
+    let attempt = format!("HTTP GET http://{authority}/");
+    probes.check(&attempt, get(authority), |status| {
         format!("got a response, status {status}")
     });
     probes
 }
 
 /// Sends the request; `Ok` carries the response status.
-fn get(port: u16) -> Result<u16, String> {
+fn get(authority: &str) -> Result<u16, String> {
     let request = OutgoingRequest::new(Fields::new());
     request
         .set_method(&Method::Get)
@@ -44,7 +51,7 @@ fn get(port: u16) -> Result<u16, String> {
         .set_scheme(Some(&Scheme::Http))
         .map_err(|()| "cannot set scheme")?;
     request
-        .set_authority(Some(&format!("127.0.0.1:{port}")))
+        .set_authority(Some(authority))
         .map_err(|()| "cannot set authority")?;
     request
         .set_path_with_query(Some("/"))

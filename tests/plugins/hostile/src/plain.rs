@@ -16,6 +16,10 @@ use crate::walship::storage::types::{
 
 pub struct PlainStore {
     pub root: PathBuf,
+    /// The second directory `HOSTILE_EXTRA_DIR` asked for, if any.
+    pub extra: Option<PathBuf>,
+    /// Every setting and secret `open` was handed, for `leak-settings`.
+    pub received: Vec<(String, String)>,
 }
 
 impl PlainStore {

@@ -57,3 +57,11 @@ pub fn number_from<T: std::str::FromStr>(data: &[u8], default: T) -> T {
         .and_then(|text| text.parse().ok())
         .unwrap_or(default)
 }
+
+/// The put's data as text, or `default` if it is empty or not UTF-8.
+pub fn text_or(data: &[u8], default: &str) -> String {
+    match std::str::from_utf8(data).map(str::trim) {
+        Ok(text) if !text.is_empty() => text.to_string(),
+        _ => default.to_string(),
+    }
+}
