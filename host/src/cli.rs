@@ -155,6 +155,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the archive (WAL and backups) to another prefix, on any
+    /// backend: only what is missing there, every object verified and read
+    /// back, records last; run again after an interruption to finish
+    Copy {
+        /// Where the copy goes (e.g. s3://other-bucket/path); the storage
+        /// settings are the same ones this command runs with
+        #[arg(long, value_name = "PREFIX")]
+        to: String,
+    },
+    /// Print what walship did at this prefix (successes, failures, bytes,
+    /// prefetch hits, archive lag) in Prometheus's text format; the same
+    /// goes to WALSHIP_METRICS_TEXTFILE after every command
+    Metrics,
     /// Print the settings walship would run with, where each came from
     /// (flag, environment, settings file or default), secrets masked
     Config {

@@ -36,6 +36,7 @@ mod identity;
 mod logging;
 #[cfg(test)]
 mod memory_store;
+mod metrics;
 mod object_format;
 mod pg_control;
 mod plugin;
@@ -43,6 +44,7 @@ mod plugin_registry;
 mod prefetch;
 mod push_ahead;
 mod random_id;
+mod rate_limit;
 mod retention;
 mod retry;
 mod settings;
@@ -176,7 +178,46 @@ fn main() -> ExitCode {
             }
         }
     });
+    record_metrics(&ctx, &cli.command, result.is_ok());
     exit(result)
+}
+
+/// What each archive command did goes into the metrics (metrics.rs); a
+/// failure to record changes nothing.
+fn record_metrics(ctx: &Context, command: &Command, ok: bool) {
+    let name = match command {
+        Command::WalPush { .. } => "wal-push",
+        Command::WalFetch { .. } => "wal-fetch",
+        Command::WalPushAhead { .. } => "wal-push-ahead",
+        Command::WalPrefetch { .. } => "wal-prefetch",
+        Command::BackupPush { .. } => "backup-push",
+        Command::BackupFetch { .. } => "backup-fetch",
+        Command::Delete(_) => "delete",
+        Command::WalVerify { .. } => "wal-verify",
+        Command::Copy { .. } => "copy",
+        _ => return,
+    };
+    let Some(prefix) = ctx.settings.prefix.as_deref() else {
+        return;
+    };
+    let segment_size = pg_control::read_cluster_identity(&ctx.cwd)
+        .map(|c| c.wal_segment_size)
+        .unwrap_or(16 << 20);
+    if let Err(e) = metrics::record_run(
+        ctx.settings.cache_dir.as_deref(),
+        ctx.settings.metrics_textfile.as_deref(),
+        prefix,
+        name,
+        ok,
+        ctx.started.elapsed().as_secs_f64(),
+        segment_size,
+    ) && ctx.settings.log_level >= logging::LogLevelFilter::Debug
+    {
+        logging::log_line(
+            logging::LogLevelFilter::Debug,
+            &format!("cannot record metrics: {e}"),
+        );
+    }
 }
 
 async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
@@ -217,6 +258,8 @@ async fn run(ctx: &Context, command: &Command) -> Result<(), Failure> {
         Command::Delete(command) => commands::delete::run(ctx, command).await,
         Command::Config { names } => commands::config::run(ctx, *names).await,
         Command::Check { json } => commands::check::run(ctx, *json).await,
+        Command::Metrics => commands::metrics::run(ctx).await,
+        Command::Copy { to } => commands::copy::run(ctx, to).await,
         Command::Plugin(PluginCommand::Inspect {
             file_or_scheme: plugin,
         }) => commands::plugin_inspect::run(ctx, plugin).await,

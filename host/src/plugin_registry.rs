@@ -189,7 +189,20 @@ pub fn install(
             )));
         }
     }
-    std::fs::create_dir_all(dir).map_err(|e| io(&format!("cannot create {}", dir.display()), e))?;
+    // An installed plugin is read by whoever runs walship (PostgreSQL's
+    // user, when root installs): the directory, the file and its record are
+    // readable by all and writable by the installer only, whatever the
+    // umask (walship runs with 077 so that archive files stay private).
+    use std::os::unix::fs::PermissionsExt;
+    let readable = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| io(&format!("cannot set the mode of {}", path.display()), e))
+    };
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| io(&format!("cannot create {}", dir.display()), e))?;
+        readable(dir, 0o755)?;
+    }
     let target = dir.join(&record.file);
     let tmp = dir.join(format!(".{}.{}.tmp", record.file, std::process::id()));
     std::fs::copy(source, &tmp)
@@ -200,6 +213,7 @@ pub fn install(
                 e,
             )
         })?;
+    readable(&tmp, 0o644)?;
     std::fs::rename(&tmp, &target)
         .map_err(|e| io(&format!("cannot install {}", target.display()), e))?;
     let record_path = dir.join(format!("{}.toml", record.backend));
@@ -212,6 +226,7 @@ pub fn install(
     std::fs::write(&tmp, text)
         .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
         .map_err(|e| io(&format!("cannot write {}", tmp.display()), e))?;
+    readable(&tmp, 0o644)?;
     std::fs::rename(&tmp, &record_path)
         .map_err(|e| io(&format!("cannot write {}", record_path.display()), e))?;
     // The renames are durable once the directory is.

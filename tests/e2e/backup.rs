@@ -807,12 +807,12 @@ fn standby_backup_under_pgbench_is_consistent_and_visible_to_delete() {
         let started = Instant::now();
         let running = loop {
             let keys = b.archive.list("backups/");
-            if let Some(k) = keys.iter().find(|k| k.ends_with("/in_progress")) {
-                if keys.iter().any(|v| {
+            if let Some(k) = keys.iter().find(|k| k.ends_with("/in_progress"))
+                && keys.iter().any(|v| {
                     v.ends_with(".tar") && v.starts_with(&k[..k.len() - "in_progress".len()])
-                }) {
-                    break k["backups/".len()..k.len() - "/in_progress".len()].to_string();
-                }
+                })
+            {
+                break k["backups/".len()..k.len() - "/in_progress".len()].to_string();
             }
             assert!(
                 child.try_wait().unwrap().is_none(),
@@ -916,4 +916,79 @@ fn standby_backup_under_pgbench_is_consistent_and_visible_to_delete() {
     c.wait_out_of_recovery();
     assert_eq!(amcheck_pgbench(&c), 3, "pgbench's three indexes checked");
     c.stop();
+}
+
+/// WAL-G's WALG_NETWORK_RATE_LIMIT and WALG_DISK_RATE_LIMIT (bytes per
+/// second) bound backup-push and backup-fetch: measured, backup-fetch's
+/// average rate is within 10 % of each limit, and backup-push's never above
+/// it (its time also holds pg_backup_start and pg_backup_stop).
+#[test]
+fn network_and_disk_rate_limits_are_kept() {
+    let scratch = Scratch::new("backup-rates");
+    let b = file(&scratch);
+    let (primary, ts) = primary(&scratch, &b, 1);
+    const LIMIT: u64 = 4 << 20;
+    // No compression: stored bytes are the bytes read and written.
+    let push = |var: &str| {
+        let t = Instant::now();
+        let out = walship(&b)
+            .arg("backup-push")
+            .arg(primary.data_dir())
+            .env("WALSHIP_COMPRESSION", "none")
+            .env(var, LIMIT.to_string())
+            .run();
+        (out, t.elapsed().as_secs_f64())
+    };
+    let stored_of = |name: &str| -> f64 {
+        let list = walship(&b).args(["backup-list", "--json"]).run();
+        let at = list
+            .stdout
+            .find(&format!("\"name\": \"{name}\""))
+            .expect("listed");
+        let rest = &list.stdout[at..];
+        let k = "\"stored_bytes\": ";
+        let start = rest.find(k).unwrap() + k.len();
+        let end = start + rest[start..].find([',', '\n']).unwrap();
+        rest[start..end].trim().parse().unwrap()
+    };
+    let mut names = Vec::new();
+    for var in ["WALG_NETWORK_RATE_LIMIT", "WALG_DISK_RATE_LIMIT"] {
+        let (out, secs) = push(var);
+        assert_ok(&out, "backup-push with a rate limit");
+        let name = out.stdout.trim().to_string();
+        let rate = stored_of(&name) / secs;
+        println!(
+            "backup-push with {var}={LIMIT}: {:.2} MiB/s",
+            rate / f64::from(1 << 20)
+        );
+        assert!(rate <= LIMIT as f64 * 1.1, "{var}: {rate:.0} B/s");
+        names.push((var, name));
+    }
+    primary.stop();
+    for (var, name) in names {
+        let target = scratch.postgres_dir(&format!("rate-{var}"), 0o700);
+        let ts_new = scratch
+            .postgres_dir(&format!("rate-ts-{var}"), 0o700)
+            .join("ts");
+        let t = Instant::now();
+        let out = walship(&b)
+            .arg("backup-fetch")
+            .arg(&target)
+            .arg(&name)
+            .arg("--tablespace-mapping")
+            .arg(format!("{}={}", ts.display(), ts_new.display()))
+            .env(var, LIMIT.to_string())
+            .run();
+        let secs = t.elapsed().as_secs_f64();
+        assert_ok(&out, "backup-fetch with a rate limit");
+        let rate = stored_of(&name) / secs;
+        println!(
+            "backup-fetch with {var}={LIMIT}: {:.2} MiB/s",
+            rate / f64::from(1 << 20)
+        );
+        assert!(
+            (LIMIT as f64 * 0.9..=LIMIT as f64 * 1.1).contains(&rate),
+            "{var}: backup-fetch ran at {rate:.0} B/s, the limit is {LIMIT}"
+        );
+    }
 }

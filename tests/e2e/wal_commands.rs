@@ -639,3 +639,82 @@ fn unwritable_stderr_never_changes_the_exit_code() {
         "the pushed segment is stored:\n{fetched}"
     );
 }
+
+/// After a known sequence (three pushes, one failed push, one fetch), the
+/// Prometheus textfile and `walship metrics` say exactly that.
+#[test]
+fn metrics_count_what_happened() {
+    let s = Setup::new("metrics");
+    let dir = s.scratch.postgres_dir("metrics", 0o755);
+    let textfile = dir.join("walship.prom");
+    let walship = || {
+        s.walship()
+            .env("WALSHIP_METRICS_TEXTFILE", textfile.display().to_string())
+    };
+    for name in &s.segments {
+        let out = walship()
+            .args(["wal-push", &format!("pg_wal/{name}")])
+            .run();
+        assert!(out.success(), "{out}");
+    }
+    let out = walship()
+        .args(["wal-push", "pg_wal/0000000100000000000000FF"])
+        .run();
+    assert!(!out.success(), "{out}");
+    let out = walship()
+        .args(["wal-fetch", &s.segments[0], RECOVERYXLOG])
+        .run();
+    assert!(out.success(), "{out}");
+    let _ = fs::remove_file(s.data().join(RECOVERYXLOG));
+
+    let text = fs::read_to_string(&textfile).expect("the textfile was written");
+    let value = |text: &str, name: &str, command: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains(&format!("command=\"{command}\"")))
+            .unwrap_or_else(|| panic!("no {name} for {command} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let seg = 16.0 * 1024.0 * 1024.0;
+    assert_eq!(
+        value(&text, "walship_command_success_total", "wal-push"),
+        3.0
+    );
+    assert_eq!(
+        value(&text, "walship_command_failure_total", "wal-push"),
+        1.0
+    );
+    assert_eq!(
+        value(&text, "walship_command_bytes_total", "wal-push"),
+        3.0 * seg
+    );
+    assert_eq!(value(&text, "walship_command_files_total", "wal-push"), 3.0);
+    assert_eq!(
+        value(&text, "walship_command_success_total", "wal-fetch"),
+        1.0
+    );
+    assert_eq!(
+        value(&text, "walship_command_bytes_total", "wal-fetch"),
+        seg
+    );
+    assert!(
+        text.contains("walship_last_archived_timestamp_seconds"),
+        "{text}"
+    );
+    for line in text.lines() {
+        assert!(
+            line.starts_with('#') || line.rsplit(' ').next().unwrap().parse::<f64>().is_ok(),
+            "not the exposition format: {line}"
+        );
+    }
+    let printed = walship().arg("metrics").run();
+    assert!(printed.success(), "{printed}");
+    assert_eq!(
+        value(&printed.stdout, "walship_command_success_total", "wal-push"),
+        3.0
+    );
+    assert!(
+        printed.stdout.contains("walship_archive_lag_segments"),
+        "{printed}"
+    );
+}

@@ -36,6 +36,8 @@ pub struct FetchOptions {
     /// Restore unmapped tablespaces to the record's locations even as root.
     pub use_recorded_locations: bool,
     pub as_root: bool,
+    /// Bandwidth limits (WALG_NETWORK_RATE_LIMIT, WALG_DISK_RATE_LIMIT).
+    pub limits: crate::rate_limit::Limits,
 }
 
 /// An absolute path with nothing to resolve: no `.` or `..` component, no
@@ -241,6 +243,7 @@ async fn download_volumes<S: ObjectStore>(
                 locations.clone(),
                 progress.done.clone(),
                 files.clone(),
+                &opts.limits,
             )
             .await
             {
@@ -262,6 +265,7 @@ async fn download_volumes<S: ObjectStore>(
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one volume's job: where from, where to, what to count
 async fn fetch_volume<S: ObjectStore>(
     store: &mut S,
     record: &BackupRecord,
@@ -270,23 +274,40 @@ async fn fetch_volume<S: ObjectStore>(
     locations: Arc<Locations>,
     progress: Arc<AtomicU64>,
     files: Arc<AtomicU64>,
+    limits: &crate::rate_limit::Limits,
 ) -> anyhow::Result<()> {
     let key = Key::new(v.key.clone()).map_err(|e| anyhow!("{e}"))?;
+    let disk = limits.disk.clone();
     let (tx, rx) = mpsc::channel::<Vec<u8>>(2);
     let compression = record.compression;
     let expected = v.clone();
     let unpacker = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let mut stored = volume::Verifying::new(volume::ChannelReader::new(rx));
+        let mut stored = volume::Verifying::new(volume::AtMost::new(
+            volume::ChannelReader::new(rx),
+            expected.stored_len,
+            "stored",
+        ));
         let unpacked = {
-            let decompressed = volume::decompressor(compression, &mut stored)?;
+            let decompressed = volume::AtMost::new(
+                volume::decompressor(compression, &mut stored)?,
+                expected.original_len,
+                "unpacked",
+            );
             let mut tar_stream = volume::Verifying::new(decompressed);
             // Read to the end (tar stops at its end blocks) so the hashes
             // cover every byte.
-            let drained =
-                unpack(&mut tar_stream, &target, &locations, &progress, &files).and_then(|()| {
-                    io::copy(&mut tar_stream, &mut io::sink())?;
-                    Ok(())
-                });
+            let drained = unpack(
+                &mut tar_stream,
+                &target,
+                &locations,
+                &progress,
+                &files,
+                disk,
+            )
+            .and_then(|()| {
+                io::copy(&mut tar_stream, &mut io::sink())?;
+                Ok(())
+            });
             drained.map(|()| tar_stream.finish())
         };
         let damaged = |why: String| anyhow!("volume {} is damaged: {why}", expected.key);
@@ -336,6 +357,22 @@ async fn fetch_volume<S: ObjectStore>(
     let downloaded: anyhow::Result<()> = async {
         let mut offset = 0u64;
         let ranged = store.info().features.ranged_get;
+        let too_large = |size: u64| {
+            anyhow!(
+                "volume {key} is damaged: {size} bytes stored, its record says {}",
+                v.stored_len
+            )
+        };
+        if !ranged {
+            // One get brings the whole object: look at its size first.
+            let meta = store
+                .head(&key)
+                .await
+                .map_err(|e| anyhow!("head {key}: {e}{}", crate::commands::storage_hint(&e)))?;
+            if meta.size > v.stored_len {
+                return Err(too_large(meta.size));
+            }
+        }
         loop {
             let range = ranged.then_some(ByteRange {
                 offset,
@@ -345,7 +382,13 @@ async fn fetch_volume<S: ObjectStore>(
                 .get(&key, range)
                 .await
                 .map_err(|e| anyhow!("get {key}: {e}{}", crate::commands::storage_hint(&e)))?;
+            if meta.size > v.stored_len {
+                return Err(too_large(meta.size));
+            }
             let n = bytes.len() as u64;
+            if let Some(l) = &limits.network {
+                l.take(n).await;
+            }
             offset += n;
             if tx.send(bytes).await.is_err() {
                 // The unpacker stopped: its error says why.
@@ -401,6 +444,7 @@ fn unpack(
     locations: &Locations,
     progress: &AtomicU64,
     files: &AtomicU64,
+    disk: Option<crate::rate_limit::RateLimit>,
 ) -> anyhow::Result<()> {
     let mut archive = tar::Archive::new(tar_stream);
     for entry in archive.entries()? {
@@ -428,8 +472,14 @@ fn unpack(
                     .mode(0o600)
                     .open(&dest)
                     .with_context(|| format!("cannot create {}", dest.display()))?;
-                let n = io::copy(&mut entry, &mut file)
-                    .with_context(|| format!("writing {}", dest.display()))?;
+                let n = io::copy(
+                    &mut entry,
+                    &mut crate::rate_limit::LimitedWrite {
+                        inner: &mut file,
+                        limit: disk.clone(),
+                    },
+                )
+                .with_context(|| format!("writing {}", dest.display()))?;
                 if let Ok(mtime) = entry.header().mtime() {
                     let _ = file.set_modified(
                         std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime),
@@ -620,6 +670,7 @@ mod tests {
             concurrency: 1,
             use_recorded_locations: recorded,
             as_root,
+            limits: Default::default(),
         }
     }
 

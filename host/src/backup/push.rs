@@ -62,6 +62,8 @@ pub struct PushOptions {
     pub concurrency: usize,
     /// Target tar bytes per volume.
     pub volume_size: u64,
+    /// Bandwidth limits (WALG_NETWORK_RATE_LIMIT, WALG_DISK_RATE_LIMIT).
+    pub limits: crate::rate_limit::Limits,
 }
 
 /// Runs a whole backup-push; returns the record written.
@@ -138,7 +140,7 @@ pub async fn push<S: ObjectStore>(
             let _ = store.delete(&[reservation.key()]).await;
             let secs = t0.elapsed().as_secs_f64().max(0.001);
             eprintln!(
-                "walship: backup-push: {} complete: {} volumes, {} read, {} stored ({}), {:.1}s, {:.1} MB/s",
+                "walship: backup-push: {} complete: {} volumes, {} read, {} stored ({}), {:.1}s, {:.1} MB/s read",
                 record.name,
                 record.volumes.len(),
                 human_bytes(record.original_bytes),
@@ -381,14 +383,16 @@ async fn copy_and_stop<S: ObjectStore>(
     let uploaded = match uploaded {
         Ok(mut sums) => {
             let control = control_file_volume(&opts.data_dir).await?;
-            let last = vec![0..1];
+            // One volume holding one entry (a plan, not a range of numbers).
+            #[allow(clippy::single_range_in_vec_init)]
+            let last = [0..1];
             let key = volume_key(plan.len());
             upload_volumes(
                 store,
                 opts,
                 &Arc::new(vec![control]),
                 &last,
-                &[key.clone()],
+                std::slice::from_ref(&key),
                 &progress,
             )
             .await
@@ -636,10 +640,11 @@ async fn upload_volumes<S: ObjectStore>(
             let (tx, mut rx) = mpsc::channel::<Msg>(1);
             let (entries, range) = (entries.clone(), plan[i].clone());
             let (compression, counter) = (opts.compression, progress.done.clone());
+            let disk = opts.limits.disk.clone();
             let producer = tokio::task::spawn_blocking(move || {
-                volume::produce(&entries[range], compression, part_size, tx, counter)
+                volume::produce(&entries[range], compression, part_size, tx, counter, disk)
             });
-            let uploaded = volume::upload(s, &key, &mut rx).await;
+            let uploaded = volume::upload(s, &key, &mut rx, opts.limits.network.as_ref()).await;
             drop(rx);
             let produced = producer.await;
             let outcome = match (produced, uploaded) {

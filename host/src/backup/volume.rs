@@ -145,7 +145,7 @@ impl Write for TarHashing {
 /// read is padded with zeros (WAL replay rewrites those blocks, as with
 /// pg_basebackup), one that grows is cut at that size.
 struct SizedReader<'a> {
-    file: std::fs::File,
+    file: crate::rate_limit::LimitedRead<std::fs::File>,
     remaining: u64,
     eof: bool,
     progress: &'a AtomicU64,
@@ -185,6 +185,7 @@ pub fn produce(
     part_size: usize,
     tx: mpsc::Sender<Msg>,
     progress: Arc<AtomicU64>,
+    disk: Option<crate::rate_limit::RateLimit>,
 ) -> io::Result<VolumeSums> {
     let sink = PartSink {
         buf: Vec::with_capacity(part_size),
@@ -232,7 +233,10 @@ pub fn produce(
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_size(size);
                 let reader = SizedReader {
-                    file,
+                    file: crate::rate_limit::LimitedRead {
+                        inner: file,
+                        limit: disk.clone(),
+                    },
                     remaining: size,
                     eof: false,
                     progress: &progress,
@@ -268,7 +272,13 @@ pub async fn upload<S: ObjectStore>(
     store: &mut S,
     key: &Key,
     rx: &mut mpsc::Receiver<Msg>,
+    network: Option<&crate::rate_limit::RateLimit>,
 ) -> Result<(), StorageError> {
+    let pace = async |n: usize| {
+        if let Some(l) = network {
+            l.take(n as u64).await;
+        }
+    };
     let producer_failed = || StorageError::Other("the volume could not be read".into());
     let options = PutOptions::create_only();
     let Some(Msg::Part(first)) = rx.recv().await else {
@@ -276,6 +286,7 @@ pub async fn upload<S: ObjectStore>(
     };
     let second = match rx.recv().await {
         Some(Msg::End) => {
+            pace(first.len()).await;
             return match store.put(key, &first, &options).await {
                 Ok(_) => Ok(()),
                 Err(StorageError::AlreadyExists(_)) => {
@@ -290,11 +301,13 @@ pub async fn upload<S: ObjectStore>(
     let upload_id = store.start_multipart(key, &options).await?;
     let result: Result<(), StorageError> = async {
         let mut receipts: Vec<PartReceipt> = Vec::new();
+        pace(first.len()).await;
         receipts.push(store.put_part(key, &upload_id, 1, &first).await?);
         drop(first);
         let mut next = Some(second);
         while let Some(part) = next.take() {
             let number = receipts.len() as u32 + 1;
+            pace(part.len()).await;
             receipts.push(store.put_part(key, &upload_id, number, &part).await?);
             drop(part);
             match rx.recv().await {
@@ -406,6 +419,44 @@ impl Read for ChannelReader {
 }
 
 /// The tar stream inside stored bytes.
+/// A reader that fails once its source yields more than `limit` bytes: a
+/// volume is never longer than its record says, stored or unpacked, so a
+/// few KiB that decompress to gigabytes (or a store that keeps sending)
+/// stop at the recorded length.
+pub struct AtMost<R> {
+    inner: R,
+    left: u64,
+    what: &'static str,
+}
+
+impl<R: Read> AtMost<R> {
+    pub fn new(inner: R, limit: u64, what: &'static str) -> Self {
+        Self {
+            inner,
+            left: limit,
+            what,
+        }
+    }
+}
+
+impl<R: Read> Read for AtMost<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // One byte more than allowed is asked for, to notice an excess.
+        let want = buf
+            .len()
+            .min(self.left.saturating_add(1).min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("more {} bytes than the record says", self.what),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 pub fn decompressor<'a, R: Read + 'a>(
     compression: Compression,
     stored: R,
@@ -415,6 +466,31 @@ pub fn decompressor<'a, R: Read + 'a>(
         Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(stored)),
         Compression::None => Box::new(stored),
     })
+}
+
+#[cfg(test)]
+mod at_most_tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_longer_than_recorded_fails_at_the_limit() {
+        let mut ok = AtMost::new(&b"0123456789"[..], 10, "stored");
+        let mut out = Vec::new();
+        ok.read_to_end(&mut out).unwrap();
+        assert_eq!(out.len(), 10);
+        let mut long = AtMost::new(&b"0123456789x"[..], 10, "stored");
+        let e = long.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("more stored bytes"), "{e}");
+        // A compression bomb: 1 MiB of zeros in a few hundred bytes of
+        // zstd, recorded as unpacking to 1 KiB, stops after 1 KiB.
+        let bomb = zstd::encode_all(&vec![0u8; 1 << 20][..], 19).unwrap();
+        assert!(bomb.len() < 1024);
+        let unpacked = decompressor(Compression::Zstd, &bomb[..]).unwrap();
+        let mut limited = AtMost::new(unpacked, 1024, "unpacked");
+        let mut got = Vec::new();
+        assert!(limited.read_to_end(&mut got).is_err());
+        assert!(got.len() <= 1024 + 16 * 1024, "read {} bytes", got.len());
+    }
 }
 
 #[cfg(test)]
@@ -435,7 +511,15 @@ mod tests {
         for compression in [Compression::Zstd, Compression::Lz4, Compression::None] {
             let (tx, mut rx) = mpsc::channel(1024);
             let progress = Arc::new(AtomicU64::new(0));
-            let sums = produce(&tree.entries, compression, 1 << 20, tx, progress.clone()).unwrap();
+            let sums = produce(
+                &tree.entries,
+                compression,
+                1 << 20,
+                tx,
+                progress.clone(),
+                None,
+            )
+            .unwrap();
             assert_eq!(progress.load(Ordering::Relaxed), 3_000_003);
             let mut stored = Vec::new();
             let mut parts = 0;

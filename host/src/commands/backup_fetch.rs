@@ -42,6 +42,7 @@ pub async fn run(
         use_recorded_locations,
         // SAFETY: geteuid has no preconditions.
         as_root: unsafe { libc::geteuid() } == 0,
+        limits: ctx.rate_limits(),
     };
     let target_existed = target.exists();
     // No prefix is the first thing to report, before any plugin is looked for.
@@ -55,6 +56,10 @@ pub async fn run(
     let files = fetch::fetch(&mut store, &record, &opts, &locations)
         .await
         .map_err(|e| fail(format!("{e:#}")))?;
+    crate::metrics::note(|w| {
+        w.bytes += record.original_bytes;
+        w.files += files;
+    });
     let owner = fetch::chown_to_owner(&target, target_existed, &locations)
         .map_err(|e| fail(format!("{e:#}")))?;
     eprintln!(

@@ -46,10 +46,15 @@ pub async fn run(ctx: &Context, data_dir: Option<&Path>) -> Result<(), Failure> 
         compression: ctx.settings.compression,
         concurrency: ctx.settings.upload_concurrency,
         volume_size: ctx.settings.volume_size,
+        limits: ctx.rate_limits(),
     };
     let record = push::push(store, &opts)
         .await
         .map_err(|e| fail(format!("{e:#}")))?;
+    crate::metrics::note(|w| {
+        w.bytes += record.original_bytes;
+        w.files += record.volumes.len() as u64;
+    });
     println!("{}", record.name);
     if ctx.settings.timings {
         eprintln!(

@@ -7,7 +7,9 @@ pub mod backup_mark;
 pub mod backup_push;
 pub mod check;
 pub mod config;
+pub mod copy;
 pub mod delete;
+pub mod metrics;
 pub mod plugin_inspect;
 pub mod plugin_install;
 pub mod plugin_test;
@@ -236,6 +238,20 @@ impl Context {
         }
     }
 
+    /// The bandwidth limits of a backup command, shared by all its lanes.
+    pub fn rate_limits(&self) -> crate::rate_limit::Limits {
+        crate::rate_limit::Limits {
+            network: self
+                .settings
+                .network_rate_limit
+                .map(crate::rate_limit::RateLimit::new),
+            disk: self
+                .settings
+                .disk_rate_limit
+                .map(crate::rate_limit::RateLimit::new),
+        }
+    }
+
     /// For restores (wal-fetch, backup-fetch): a transient failure is
     /// retried until the command's deadline. Outside standby mode a
     /// wal-fetch that gives up ends recovery (exit 126), so a flaky network
@@ -291,6 +307,16 @@ pub fn plugin_path(settings: &Settings, scheme: &str) -> anyhow::Result<Resolved
 /// Loads a plugin named by a file path, a scheme or a backend name. An
 /// installed plugin must still have the sha256 it was installed with.
 pub fn load_named(ctx: &Context, plugin: &str) -> anyhow::Result<(Plugin, PathBuf)> {
+    load_named_with(ctx, plugin, ctx.runtime_options())
+}
+
+/// `load_named` with runtime options of the caller's (a copy's destination
+/// may be created, its source not).
+pub fn load_named_with(
+    ctx: &Context,
+    plugin: &str,
+    options: RuntimeOptions,
+) -> anyhow::Result<(Plugin, PathBuf)> {
     let resolved = if plugin.ends_with(".wasm") || plugin.contains('/') {
         Resolved {
             path: PathBuf::from(plugin),
@@ -300,7 +326,7 @@ pub fn load_named(ctx: &Context, plugin: &str) -> anyhow::Result<(Plugin, PathBu
     } else {
         plugin_path(&ctx.settings, plugin)?
     };
-    let mut loaded = Plugin::load(&resolved.path, ctx.runtime_options())?;
+    let mut loaded = Plugin::load(&resolved.path, options)?;
     loaded.provenance = provenance(&ctx.settings, &resolved.path);
     loaded.declared_at_install = resolved.declared_settings.clone();
     if let Some(expected) = &resolved.expected_sha256

@@ -61,6 +61,11 @@ pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Fa
             if wal_prefetch::belongs_here(&leading, &name, local)
                 && prefetch.take(&name, destination).unwrap_or(false)
             {
+                crate::metrics::note(|w| {
+                    w.prefetch_hits += 1;
+                    w.files += 1;
+                    w.bytes += std::fs::metadata(destination).map_or(0, |m| m.len());
+                });
                 if ctx.settings.log_level >= LogLevelFilter::Info {
                     log_line(
                         LogLevelFilter::Info,
@@ -101,6 +106,13 @@ pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Fa
     };
     write_into_place(destination, &bytes)
         .map_err(|e| real_error(format!("cannot write {}: {e}", destination.display())))?;
+    crate::metrics::note(|w| {
+        if prefetch_on {
+            w.prefetch_misses += 1;
+        }
+        w.files += 1;
+        w.bytes += bytes.len() as u64;
+    });
     if prefetch_on && local.is_some() {
         let _ = prefetch.set_cursor(&name);
         wal_prefetch::spawn_if_needed(ctx, &prefetch, &name, prefix);

@@ -93,6 +93,12 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
     );
     let t_done = Instant::now();
 
+    crate::metrics::note(|w| {
+        w.bytes += size;
+        w.files += 1;
+        w.archived = Some(name.as_str().to_string());
+        w.wal_dir = Some(wal_dir.to_path_buf());
+    });
     let what = match outcome {
         PushOutcome::Stored => "archived",
         PushOutcome::AlreadyArchived => "already archived with identical content",
@@ -123,6 +129,11 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
 /// Answers a call for a file the pusher stored: the marker is consumed and
 /// the pusher kept going for what is still ready.
 fn ahead(ctx: &Context, status: &StatusDir, wal_dir: &Path, name: &WalFileName, prefix: &str) {
+    // The pusher counted its bytes; this call only says the file is stored.
+    crate::metrics::note(|w| {
+        w.archived = Some(name.as_str().to_string());
+        w.wal_dir = Some(wal_dir.to_path_buf());
+    });
     status.sweep(name);
     wal_push_ahead::spawn_if_needed(ctx, status, wal_dir, name, prefix);
     if ctx.settings.log_level >= LogLevelFilter::Info {

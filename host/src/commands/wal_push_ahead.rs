@@ -150,6 +150,16 @@ async fn push_one<S: ObjectStore>(
         .await
         .map_err(|e| e.to_string())?;
     // Only now, with the object confirmed, may a marker vouch for it.
+    crate::metrics::note(|w| {
+        w.bytes += size;
+        w.files += 1;
+        w.archived = Some(name.as_str().to_string());
+        w.wal_dir = Some(
+            path.parent()
+                .unwrap_or(std::path::Path::new("."))
+                .to_path_buf(),
+        );
+    });
     let archive_id = archive.archive_id().unwrap_or_default().to_string();
     queue
         .status

@@ -61,6 +61,15 @@ pub struct Settings {
     /// Where restored-ahead segments wait (`WALG_PREFETCH_DIR`); relative
     /// paths are relative to the data directory. `None`: walship's default.
     pub prefetch_dir: Option<PathBuf>,
+    /// Where to write Prometheus's node-exporter textfile after each
+    /// command (`WALSHIP_METRICS_TEXTFILE`).
+    pub metrics_textfile: Option<PathBuf>,
+    /// Bytes per second to and from the storage during backups
+    /// (`WALG_NETWORK_RATE_LIMIT`); `None`: unlimited.
+    pub network_rate_limit: Option<u64>,
+    /// Bytes per second read from or written to disk during backups
+    /// (`WALG_DISK_RATE_LIMIT`); `None`: unlimited.
+    pub disk_rate_limit: Option<u64>,
     /// One line each, for settings that are set but change nothing.
     pub warnings: Vec<String>,
     /// What each of walship's own settings resolved to and where it came
@@ -391,6 +400,24 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
         "prefetch_dir",
         &["WALSHIP_PREFETCH_DIR", "WALG_PREFETCH_DIR"],
     );
+    let metrics_textfile = path(&mut r, "metrics_textfile", &["WALSHIP_METRICS_TEXTFILE"]);
+    // 0 means no limit, as in WAL-G.
+    let network_rate_limit = Some(r.number(
+        "network_rate_limit",
+        &["WALSHIP_NETWORK_RATE_LIMIT", "WALG_NETWORK_RATE_LIMIT"],
+        0..=u64::MAX,
+        "bytes per second (0: no limit)",
+        0u64,
+    )?)
+    .filter(|n| *n > 0);
+    let disk_rate_limit = Some(r.number(
+        "disk_rate_limit",
+        &["WALSHIP_DISK_RATE_LIMIT", "WALG_DISK_RATE_LIMIT"],
+        0..=u64::MAX,
+        "bytes per second (0: no limit)",
+        0u64,
+    )?)
+    .filter(|n| *n > 0);
     let timings = r
         .get("timings", &["WALSHIP_TIMINGS"])
         .is_some_and(|f| f.value != "0");
@@ -414,6 +441,9 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
         plugin_settings: vars,
         volume_size,
         prefetch_dir,
+        metrics_textfile,
+        network_rate_limit,
+        disk_rate_limit,
         warnings,
         effective,
         sources,

@@ -148,6 +148,10 @@ pub const KNOWN: &[Known] = &[
         "walship: where restored-ahead segments wait",
     ),
     honoured(
+        "WALSHIP_METRICS_TEXTFILE",
+        "walship: Prometheus textfile written after every command",
+    ),
+    honoured(
         "WALSHIP_VOLUME_SIZE",
         "walship: tar bytes per backup volume",
     ),
@@ -305,17 +309,21 @@ pub const KNOWN: &[Known] = &[
         "YC_SERVICE_ACCOUNT_KEY_FILE",
         "only with Yandex Cloud KMS encryption, which is refused",
     ),
-    refused_unless(
+    honoured(
         "WALG_NETWORK_RATE_LIMIT",
-        &["0"],
-        "walship does not limit its network rate, so it could saturate the link the database relies on",
-        "unset it and shape traffic outside walship (tc, a proxy), or lower WALG_UPLOAD_CONCURRENCY",
+        "bytes per second to and from the storage during backup-push and backup-fetch",
     ),
-    refused_unless(
+    honoured(
         "WALG_DISK_RATE_LIMIT",
-        &["0"],
-        "walship does not limit its disk reads, so a backup could starve the database's I/O",
-        "unset it and limit I/O outside walship (ionice, cgroup io.max)",
+        "bytes per second read from or written to disk during backup-push and backup-fetch",
+    ),
+    honoured(
+        "WALSHIP_NETWORK_RATE_LIMIT",
+        "walship: the same as WALG_NETWORK_RATE_LIMIT",
+    ),
+    honoured(
+        "WALSHIP_DISK_RATE_LIMIT",
+        "walship: the same as WALG_DISK_RATE_LIMIT",
     ),
     refused_unless(
         "WALG_VERIFY_PAGE_CHECKSUMS",
@@ -816,8 +824,6 @@ mod tests {
             "GCS_ENCRYPTION_KEY",
             "S3_RETENTION_PERIOD",
             "S3_RETENTION_MODE",
-            "WALG_NETWORK_RATE_LIMIT",
-            "WALG_DISK_RATE_LIMIT",
             "WALG_VERIFY_PAGE_CHECKSUMS",
             "WALG_STATSD_ADDRESS",
             "WALG_DELTA_MAX_STEPS",
