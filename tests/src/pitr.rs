@@ -15,7 +15,7 @@ use std::time::Duration;
 use std::path::PathBuf;
 
 use crate::archive::{Archive, WalshipArchive};
-use crate::pg::{ArchiverStats, Cluster, segment_number};
+use crate::pg::{ArchiverStats, Cluster, Recovery, segment_number};
 use crate::scratch::Scratch;
 
 /// Who takes and restores the base backup the scenario recovers from.
@@ -213,7 +213,7 @@ pub fn archive_and_recover_with(
     pitr.restore_from(archive)
         .set("recovery_target_time", &target_time)
         .set("recovery_target_action", "promote");
-    pitr.touch("recovery.signal");
+    pitr.request_recovery(Recovery::Archive);
     pitr.start();
     pitr.wait_out_of_recovery();
     let restored = Counts::read(&pitr);
@@ -226,7 +226,7 @@ pub fn archive_and_recover_with(
     // Restore 2: to the end of the archive.
     let mut full = Cluster::from_backup(scratch, "to-end", &backup);
     full.restore_from(archive);
-    full.touch("recovery.signal");
+    full.request_recovery(Recovery::Archive);
     full.start();
     full.wait_out_of_recovery();
     let restored = Counts::read(&full);
