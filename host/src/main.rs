@@ -46,6 +46,7 @@ mod random_id;
 mod retention;
 mod retry;
 mod settings;
+mod standby_mode;
 mod storage;
 mod timeline;
 mod transfer;
