@@ -15,7 +15,7 @@ use std::time::Duration;
 use std::path::PathBuf;
 
 use crate::archive::{Archive, WalshipArchive};
-use crate::pg::{ArchiverStats, Cluster, Recovery, segment_number};
+use crate::pg::{ArchiverStats, Cluster, InitOptions, PgBinaries, Recovery, segment_number};
 use crate::scratch::Scratch;
 
 /// Who takes and restores the base backup the scenario recovers from.
@@ -130,7 +130,23 @@ pub fn archive_and_recover_with(
     archive: &dyn Archive,
     how: BaseBackups,
 ) -> PitrReport {
-    let mut primary = Cluster::init(scratch, "primary");
+    archive_and_recover_on(scratch, archive, how, None)
+}
+
+/// [`archive_and_recover_with`] on the PostgreSQL of `binaries` (`None`:
+/// the default installation). The restored copies run the same version,
+/// with its own kind of recovery configuration.
+pub fn archive_and_recover_on(
+    scratch: &Scratch,
+    archive: &dyn Archive,
+    how: BaseBackups,
+    binaries: Option<PgBinaries>,
+) -> PitrReport {
+    let options = InitOptions {
+        binaries,
+        ..InitOptions::default()
+    };
+    let mut primary = Cluster::init_with(scratch, "primary", &options);
     primary.archive_to(archive, "on");
     primary.start();
 
