@@ -10,14 +10,16 @@
 //!   `pg_backup_start`/`pg_backup_stop` from 15), restored by
 //!   `walship backup-fetch LATEST`;
 //! - a streaming replica made from that backup with `archive_mode = always`,
-//!   archiving into the same prefix: neither archiver may ever fail;
+//!   archiving into the same prefix: neither archiver may ever fail; a
+//!   backup-push of that standby, restored to the end of the archive;
 //! - point-in-time recovery from the backup through `walship wal-fetch`
 //!   (prefetch on, as by default) to a time between two batches, promoted to
 //!   timeline 2, which archives on;
 //! - a second recovery from the same backup with
 //!   `recovery_target_timeline = 'latest'`, which must follow timeline 2 to
 //!   its end;
-//! - `wal-show`, `wal-verify`, `backup-list` and `delete` on the result.
+//! - `wal-show`, `wal-verify`, `backup-list` and `delete retain 2` on the
+//!   result.
 //!
 //! Recovery is configured as each version wants it (`recovery.conf` with
 //! `standby_mode` on 10 and 11, signal files from 12; see
@@ -29,6 +31,7 @@
 //!
 //! `cargo xtask test --test versions` runs it alone; `-- pg13` one version.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -193,6 +196,54 @@ fn replica(
     replica
 }
 
+/// `walship backup-push` of the standby `replica`, then `backup-fetch` of
+/// it into a new directory. The primary switches WAL every second
+/// meanwhile: on a standby the stop call waits for the backup's last segment
+/// to be archived, which only a switch on the primary finishes.
+fn standby_backup(
+    scratch: &Scratch,
+    archive: &WalshipArchive,
+    primary: &Cluster,
+    replica: &Cluster,
+) -> std::path::PathBuf {
+    let done = AtomicBool::new(false);
+    let pushed = thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                let _ = primary.try_psql(
+                    "select pg_logical_emit_message(false, 'walship-e2e', 'switch'), pg_switch_wal()",
+                );
+                thread::sleep(Duration::from_secs(1));
+            }
+        });
+        let pushed = archive
+            .walship()
+            .timeout(Duration::from_secs(600))
+            .arg("backup-push")
+            .arg(replica.data_dir())
+            .run();
+        done.store(true, Ordering::Relaxed);
+        pushed
+    });
+    assert!(
+        pushed.success(),
+        "walship backup-push of the standby failed:\n{pushed}"
+    );
+    let dir = scratch.postgres_dir("standby-base", 0o700);
+    let fetched = archive
+        .walship()
+        .timeout(Duration::from_secs(600))
+        .arg("backup-fetch")
+        .arg(&dir)
+        .arg("LATEST")
+        .run();
+    assert!(
+        fetched.success(),
+        "walship backup-fetch of the standby's backup failed:\n{fetched}"
+    );
+    dir
+}
+
 /// The prefetcher ran in this data directory (`wal-fetch` downloads ahead
 /// into pg_wal/walship_prefetch/ by default).
 fn assert_prefetched(c: &Cluster) {
@@ -289,6 +340,9 @@ fn scenario(major: u32) {
         on_replica.archived_count >= 3,
         "the replica archived only {on_replica:?}"
     );
+    // 3b. A backup of the standby itself (the non-exclusive API on a
+    // standby; pg_control copied last), restored to the end of the archive.
+    let standby_base = standby_backup(&scratch, &archive, &primary, &replica);
     replica.stop();
     primary.stop();
     let stored = archive.stored_wal_files();
@@ -297,6 +351,21 @@ fn scenario(major: u32) {
         stored.iter().any(|n| n.ends_with(".backup")),
         "no .backup file archived: {stored:?}"
     );
+    let mut from_standby = Cluster::from_backup(&scratch, "from-standby", &standby_base);
+    // The copy carries the replica's standby configuration (standby.signal,
+    // or recovery.conf before 12): an operator restoring it replaces that.
+    from_standby.remove("standby.signal");
+    from_standby.remove("recovery.conf");
+    from_standby.restore_from(&archive);
+    from_standby.request_recovery(Recovery::Archive);
+    from_standby.start();
+    from_standby.wait_out_of_recovery();
+    assert_eq!(
+        Counts::read(&from_standby),
+        at_end,
+        "the standby's backup, recovered to the end of the archive"
+    );
+    from_standby.stop();
 
     // 4. Point in time: the backup recovered to `target_time`, promoted to
     // timeline 2, which writes batch 3 and archives into the same prefix.
@@ -362,17 +431,23 @@ fn scenario(major: u32) {
         !recorded.is_empty() && recorded.iter().all(|v| v / 10_000 == major),
         "backup-list does not show PostgreSQL {major} ({recorded:?}):\n{list}"
     );
+    // Both backups kept: the WAL before the first goes. (Keeping only the
+    // standby's is refused when timeline 2 forked before that backup's
+    // start, which depends on where the standby's last restartpoint was.)
     let delete = archive
         .walship()
-        .args(["delete", "retain", "1", "--confirm"])
+        .args(["delete", "retain", "2", "--confirm"])
         .run();
-    assert!(delete.success(), "delete retain 1:\n{delete}");
+    assert!(
+        delete.success() && delete.stdout.contains("deleted"),
+        "delete retain 2:\n{delete}"
+    );
     let verify = archive.walship().arg("wal-verify").run();
     assert!(verify.success(), "wal-verify after delete:\n{verify}");
     println!(
         "PostgreSQL {major}: backup-push under writes + backup-fetch, replica (archive_mode = always, \
-         {} files archived, 0 failures), PITR to {target_time} ({at_target:?}), timeline 2 ({at_tl2_end:?}), \
-         latest followed to timeline 3; wal-show, wal-verify, backup-list, delete retain 1",
+         {} files archived, 0 failures), a backup of the standby restored, PITR to {target_time} ({at_target:?}), timeline 2 ({at_tl2_end:?}), \
+         latest followed to timeline 3; wal-show, wal-verify, backup-list, delete retain",
         on_replica.archived_count
     );
 }
