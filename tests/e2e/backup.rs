@@ -807,12 +807,12 @@ fn standby_backup_under_pgbench_is_consistent_and_visible_to_delete() {
         let started = Instant::now();
         let running = loop {
             let keys = b.archive.list("backups/");
-            if let Some(k) = keys.iter().find(|k| k.ends_with("/in_progress")) {
-                if keys.iter().any(|v| {
+            if let Some(k) = keys.iter().find(|k| k.ends_with("/in_progress"))
+                && keys.iter().any(|v| {
                     v.ends_with(".tar") && v.starts_with(&k[..k.len() - "in_progress".len()])
-                }) {
-                    break k["backups/".len()..k.len() - "/in_progress".len()].to_string();
-                }
+                })
+            {
+                break k["backups/".len()..k.len() - "/in_progress".len()].to_string();
             }
             assert!(
                 child.try_wait().unwrap().is_none(),

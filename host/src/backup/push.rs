@@ -435,14 +435,15 @@ async fn copy_and_stop<S: ObjectStore>(
     let uploaded = match uploaded {
         Ok(mut sums) => {
             let control = control_file_volume(&opts.data_dir).await?;
-            let last = vec![0..1];
+            // One volume holding the one entry.
+            let last: Range<usize> = 0..1;
             let key = volume_key(plan.len());
             upload_volumes(
                 store,
                 opts,
                 &Arc::new(vec![control]),
-                &last,
-                &[key.clone()],
+                std::slice::from_ref(&last),
+                std::slice::from_ref(&key),
                 &progress,
             )
             .await
