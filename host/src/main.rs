@@ -48,6 +48,7 @@ mod rate_limit;
 mod retention;
 mod retry;
 mod settings;
+mod standby_mode;
 mod storage;
 mod timeline;
 mod transfer;

@@ -4,7 +4,9 @@
 //! - [`scratch`]: temporary directories per test.
 //! - [`process`]: running commands as `postgres`, with deadlines and logs.
 //! - [`pg`]: a PostgreSQL cluster (initdb, settings, start/stop, queries,
-//!   base backups, waiting for archiving and recovery).
+//!   base backups, waiting for archiving and recovery), on any major version.
+//! - [`pg_versions`]: the binaries of each major version of the matrix
+//!   (`.ci/postgres-versions`, installed by `.ci/install-test-tools`).
 //! - [`walship`]: finding and running the walship binary.
 //! - [`archive`]: what PostgreSQL runs to archive and restore (walship at a
 //!   prefix, or a `cp` stand-in).
@@ -22,7 +24,8 @@
 //! | --- | --- |
 //! | `WALSHIP_BIN` | the walship binary (default `<workspace>/dist/bin/walship`) |
 //! | `WALSHIP_TEST_PLUGINS` | directory of `hostile.wasm` (default `<workspace>/dist/test-plugins`) |
-//! | `WALSHIP_E2E_PG_BIN` | PostgreSQL's bin directory (default Debian's PostgreSQL 15) |
+//! | `WALSHIP_E2E_PG_BIN` | PostgreSQL's bin directory (default Debian's PostgreSQL 15); its clients serve every version |
+//! | `WALSHIP_TEST_PG_CACHE` | where the matrix's servers are (default `/var/cache/walship-tests` as root, else the tools' cache) |
 //! | `WALSHIP_E2E_KEEP` | keep the scratch directories (data, logs, archive) |
 //! | `WALSHIP_TEST_S3S_FS` | the s3s-fs binary (default: `.ci/install-test-tools`'s cache) |
 //! | `WALSHIP_TEST_MOTO` | moto's venv (default: `.ci/install-test-tools`'s cache) |
@@ -39,13 +42,14 @@ pub mod by_hand;
 pub mod emulators;
 pub mod fault_proxy;
 pub mod pg;
+pub mod pg_versions;
 pub mod pitr;
 pub mod process;
 pub mod scratch;
 pub mod walship;
 
 pub use archive::{Archive, CopyArchive, WalshipArchive};
-pub use pg::{Cluster, InitOptions};
+pub use pg::{Cluster, InitOptions, Recovery};
 pub use process::{Outcome, Run, RunAs};
 pub use scratch::Scratch;
 pub use walship::Walship;

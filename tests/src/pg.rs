@@ -10,6 +10,13 @@
 //! `postgresql.conf`, and are rewritten whole on every change, so a cluster
 //! restored from a base backup starts from this harness's defaults rather than
 //! inheriting the primary's.
+//!
+//! A cluster runs the binaries of one major version ([`PgBinaries`]): the
+//! default installation, or any of the matrix 10..18. What differs between
+//! versions is handled here: recovery settings go to `recovery.conf` (with
+//! `standby_mode`) before 12 and to the settings file plus a signal file from
+//! 12 on ([`Cluster::request_recovery`]); `wal_keep_segments` before 13,
+//! `wal_keep_size` after ([`Cluster::keep_wal_mb`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -19,6 +26,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::archive::Archive;
+pub use crate::pg_versions::PgBinaries;
 use crate::process::{Outcome, POSTGRES_USER, Run, chown_postgres, is_root, wait_for};
 use crate::scratch::{Scratch, set_mode};
 
@@ -50,8 +58,41 @@ pub fn pg_bin_dir() -> PathBuf {
     PathBuf::from(out.out())
 }
 
-fn pg_tool(name: &str) -> Run {
-    Run::new(pg_bin_dir().join(name)).as_postgres()
+/// Settings that belong to recovery: before PostgreSQL 12 they live in
+/// `recovery.conf` and a server refuses to start with them in
+/// postgresql.conf; from 12 on they are ordinary settings.
+const RECOVERY_SETTINGS: &[&str] = &[
+    "restore_command",
+    "archive_cleanup_command",
+    "recovery_end_command",
+    "recovery_target",
+    "recovery_target_name",
+    "recovery_target_time",
+    "recovery_target_xid",
+    "recovery_target_lsn",
+    "recovery_target_inclusive",
+    "recovery_target_timeline",
+    "recovery_target_action",
+    "primary_conninfo",
+    "primary_slot_name",
+    "recovery_min_apply_delay",
+];
+
+/// The first major version with `recovery.signal` / `standby.signal` and
+/// recovery settings in postgresql.conf.
+const SIGNAL_FILES_SINCE: u32 = 12;
+/// The first major version with `wal_keep_size` (before: `wal_keep_segments`).
+const WAL_KEEP_SIZE_SINCE: u32 = 13;
+
+/// How a cluster started from a base backup recovers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Archive recovery, to the target settings or the end of the WAL
+    /// (`recovery.signal`; `recovery.conf` before 12).
+    Archive,
+    /// A standby (`standby.signal`; `recovery.conf` with `standby_mode = on`
+    /// before 12).
+    Standby,
 }
 
 /// A port no other cluster of this process was given and that was free a
@@ -78,6 +119,8 @@ pub struct InitOptions {
     pub data_checksums: bool,
     /// `--wal-segsize` in MiB; `None` keeps PostgreSQL's 16 MiB.
     pub wal_segsize_mb: Option<u32>,
+    /// The binaries; `None`: the default installation.
+    pub binaries: Option<PgBinaries>,
 }
 
 impl Default for InitOptions {
@@ -85,6 +128,7 @@ impl Default for InitOptions {
         InitOptions {
             data_checksums: true,
             wal_segsize_mb: None,
+            binaries: None,
         }
     }
 }
@@ -110,6 +154,11 @@ pub struct Cluster {
     log: PathBuf,
     port: u16,
     settings: BTreeMap<String, String>,
+    bins: PgBinaries,
+    /// Set by [`Cluster::request_recovery`]: before 12, the recovery
+    /// settings are written to `recovery.conf` while it has not been
+    /// consumed (renamed `recovery.done`) by the server.
+    recovery: Option<Recovery>,
     // Keeps the directories alive until this cluster has been stopped.
     scratch: Scratch,
 }
@@ -122,8 +171,13 @@ impl Cluster {
     }
 
     pub fn init_with(scratch: &Scratch, name: &str, options: &InitOptions) -> Cluster {
-        let cluster = Cluster::layout(scratch, name);
-        let mut initdb = pg_tool("initdb")
+        let bins = options
+            .binaries
+            .clone()
+            .unwrap_or_else(PgBinaries::default_install);
+        let mut cluster = Cluster::layout(scratch, name, bins);
+        let mut initdb = cluster
+            .server_tool("initdb")
             .arg("-D")
             .arg(&cluster.data)
             .args([
@@ -143,6 +197,7 @@ impl Cluster {
             initdb = initdb.arg(format!("--wal-segsize={mb}"));
         }
         initdb.run().ok();
+        cluster.fit_wal_sizes();
         let conf = cluster.data.join("postgresql.conf");
         let mut text = fs::read_to_string(&conf).expect("read postgresql.conf");
         text.push_str(&format!(
@@ -173,7 +228,14 @@ impl Cluster {
     /// settings (archiving off; no recovery settings). Add `recovery.signal`
     /// or `standby.signal` with [`Cluster::touch`].
     pub fn from_backup(scratch: &Scratch, name: &str, backup: &Path) -> Cluster {
-        let cluster = Cluster::layout(scratch, name);
+        // The binaries of the backup's own major version.
+        let version = fs::read_to_string(backup.join("PG_VERSION"))
+            .unwrap_or_else(|e| panic!("{}/PG_VERSION: {e}", backup.display()));
+        let major = version
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{}/PG_VERSION holds {version:?}", backup.display()));
+        let mut cluster = Cluster::layout(scratch, name, PgBinaries::for_major(major));
         fs::remove_dir(&cluster.data).expect("remove empty data dir");
         Run::new("cp")
             .arg("-a")
@@ -190,12 +252,13 @@ impl Cluster {
                 .ok();
         }
         set_mode(&cluster.data, 0o700);
+        cluster.fit_wal_sizes();
         // The copy carries the primary's settings file; replace it.
         cluster.write_settings();
         cluster
     }
 
-    fn layout(scratch: &Scratch, name: &str) -> Cluster {
+    fn layout(scratch: &Scratch, name: &str, bins: PgBinaries) -> Cluster {
         let root = scratch.postgres_dir(name, 0o700);
         let data = scratch.postgres_dir(&format!("{name}/data"), 0o700);
         let socket_dir = scratch.postgres_dir(&format!("{name}/sock"), 0o700);
@@ -231,12 +294,33 @@ impl Cluster {
             log,
             port,
             settings,
+            bins,
+            recovery: None,
             scratch: scratch.clone(),
         }
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// PostgreSQL's major version of this cluster (10, ..., 18).
+    pub fn major(&self) -> u32 {
+        self.bins.major
+    }
+
+    pub fn binaries(&self) -> &PgBinaries {
+        &self.bins
+    }
+
+    /// `initdb`, `pg_ctl`: the cluster's own version, as `postgres`.
+    fn server_tool(&self, name: &str) -> Run {
+        Run::new(self.bins.server.join(name)).as_postgres()
+    }
+
+    /// `psql`, `pgbench`, ...: the default installation's, as `postgres`.
+    fn client_tool(&self, name: &str) -> Run {
+        Run::new(self.bins.client.join(name)).as_postgres()
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -290,14 +374,96 @@ impl Cluster {
         self.set("restore_command", archive.restore_command())
     }
 
+    /// PostgreSQL refuses to start with a `min_wal_size` below two
+    /// segments: with segments larger than the harness's defaults allow
+    /// (`initdb --wal-segsize`), raise both sizes.
+    fn fit_wal_sizes(&mut self) {
+        let segment_mb = self.wal_segment_size() >> 20;
+        if 2 * segment_mb > 32 {
+            let min = 2 * segment_mb;
+            self.settings
+                .insert("min_wal_size".into(), format!("{min}MB"));
+            self.settings
+                .insert("max_wal_size".into(), format!("{}MB", 2 * min));
+        }
+    }
+
+    /// Keeps at least `mb` MiB of finished WAL in pg_wal (`wal_keep_size`,
+    /// or as many `wal_keep_segments` before 13).
+    pub fn keep_wal_mb(&mut self, mb: u64) -> &mut Self {
+        if self.major() >= WAL_KEEP_SIZE_SINCE {
+            self.set("wal_keep_size", format!("{mb}MB"))
+        } else {
+            let segment_mb = self.wal_segment_size() >> 20;
+            self.set("wal_keep_segments", mb.div_ceil(segment_mb.max(1)))
+        }
+    }
+
+    /// The WAL segment size initdb chose, read from `global/pg_control`
+    /// (the field after the float-format marker), so it is known before the
+    /// server first starts.
+    pub fn wal_segment_size(&self) -> u64 {
+        let bytes = fs::read(self.data.join("global/pg_control")).expect("read pg_control");
+        let marker = 1_234_567.0f64.to_le_bytes();
+        let at = (64..512)
+            .step_by(8)
+            .find(|&o| bytes[o..o + 8] == marker)
+            .expect("float-format marker in pg_control");
+        u64::from(u32::from_le_bytes(
+            bytes[at + 20..at + 24].try_into().unwrap(),
+        ))
+    }
+
+    /// Makes the next start recover: `recovery.signal` / `standby.signal`
+    /// from 12 on; before 12, `recovery.conf` with the recovery settings
+    /// (and `standby_mode = 'on'` for a standby), kept up to date by
+    /// [`Cluster::set`] until the server has consumed it.
+    pub fn request_recovery(&mut self, how: Recovery) -> &mut Self {
+        self.recovery = Some(how);
+        if self.major() >= SIGNAL_FILES_SINCE {
+            self.touch(match how {
+                Recovery::Archive => "recovery.signal",
+                Recovery::Standby => "standby.signal",
+            });
+        } else {
+            self.remove("recovery.done");
+        }
+        self.write_settings();
+        self
+    }
+
     fn write_settings(&self) {
+        let old_style_recovery = self.major() < SIGNAL_FILES_SINCE;
+        let is_recovery_setting = |k: &str| RECOVERY_SETTINGS.contains(&k);
+        let line = |k: &str, v: &str| format!("{k} = '{}'\n", v.replace('\'', "''"));
         let mut text = String::from("# Written by walship-e2e; rewritten on every change.\n");
         for (k, v) in &self.settings {
-            text.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
+            if !(old_style_recovery && is_recovery_setting(k)) {
+                text.push_str(&line(k, v));
+            }
         }
         let path = self.data.join(CONF_FILE);
         fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         chown_postgres(&path);
+
+        // Before 12: recovery.conf, until the server renames it recovery.done
+        // at the end of recovery (writing it again then would send the next
+        // start back into recovery).
+        if let Some(how) = self.recovery
+            && old_style_recovery
+            && !self.data.join("recovery.done").exists()
+        {
+            let mut text = String::from("# Written by walship-e2e.\n");
+            if how == Recovery::Standby {
+                text.push_str(&line("standby_mode", "on"));
+            }
+            for (k, v) in self.settings.iter().filter(|(k, _)| is_recovery_setting(k)) {
+                text.push_str(&line(k, v));
+            }
+            let path = self.data.join("recovery.conf");
+            fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+            chown_postgres(&path);
+        }
     }
 
     /// Creates an empty file in the data directory (`recovery.signal`,
@@ -316,7 +482,8 @@ impl Cluster {
     /// Starts the server and waits until it accepts connections (for a
     /// server in recovery: until it is consistent).
     pub fn start(&self) {
-        let out = pg_tool("pg_ctl")
+        let out = self
+            .server_tool("pg_ctl")
             .arg("-D")
             .arg(&self.data)
             .arg("-l")
@@ -343,7 +510,7 @@ impl Cluster {
     }
 
     fn pg_ctl_stop(&self, mode: &str) -> Outcome {
-        pg_tool("pg_ctl")
+        self.server_tool("pg_ctl")
             .arg("-D")
             .arg(&self.data)
             .args([
@@ -364,7 +531,7 @@ impl Cluster {
 
     /// Promotes a standby or a paused recovery, and waits until it is done.
     pub fn promote(&self) {
-        pg_tool("pg_ctl")
+        self.server_tool("pg_ctl")
             .arg("-D")
             .arg(&self.data)
             .args(["-w", "-t", &START_TIMEOUT.as_secs().to_string(), "promote"])
@@ -375,7 +542,7 @@ impl Cluster {
     }
 
     fn psql_run(&self, sql: &str) -> Run {
-        pg_tool("psql")
+        self.client_tool("psql")
             .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
             .arg("-h")
             .arg(&self.socket_dir)
@@ -427,7 +594,7 @@ impl Cluster {
 
     /// Runs pgbench against this cluster's `postgres` database.
     pub fn pgbench(&self, args: &[&str]) {
-        pg_tool("pgbench")
+        self.client_tool("pgbench")
             .arg("-h")
             .arg(&self.socket_dir)
             .args(["-p", &self.port.to_string(), "-U", "postgres"])
@@ -467,13 +634,19 @@ impl Cluster {
     /// Works on a standby with `archive_mode = always` too.
     #[track_caller]
     pub fn wait_archived(&self, name: &str, timeout: Duration) -> ArchiverStats {
+        // pg_ls_archive_statusdir() is 12+; pg_ls_dir works everywhere.
+        let status_dir = if self.major() >= 12 {
+            "pg_ls_archive_statusdir()"
+        } else {
+            "(select pg_ls_dir('pg_wal/archive_status') as name) s"
+        };
         self.wait_for(&format!("{name} to be archived"), timeout, |c| {
             let pending = c.psql_i64(&format!(
-                "select count(*) from pg_ls_archive_statusdir() \
+                "select count(*) from {status_dir} \
                  where name like '%.ready' and name <= '{name}.ready'"
             ));
             let done = c.psql_i64(&format!(
-                "select count(*) from pg_ls_archive_statusdir() where name = '{name}.done'"
+                "select count(*) from {status_dir} where name = '{name}.done'"
             ));
             let stats = c.archiver_stats();
             if pending == 0 && (done == 1 || stats.last_archived_wal.as_str() >= name) {
@@ -528,7 +701,7 @@ impl Cluster {
     /// or `-R`). Returns the directory.
     pub fn basebackup(&self, name: &str, extra: &[&str]) -> PathBuf {
         let dest = self.scratch.postgres_dir(name, 0o700);
-        pg_tool("pg_basebackup")
+        self.client_tool("pg_basebackup")
             .arg("-h")
             .arg(&self.socket_dir)
             .args(["-p", &self.port.to_string(), "-U", "postgres", "-D"])
@@ -543,7 +716,20 @@ impl Cluster {
 
     /// The database system identifier (from pg_control).
     pub fn system_identifier(&self) -> String {
-        let out = pg_tool("pg_controldata").arg(&self.data).run().ok();
+        if !self.bins.clients_match() {
+            // No pg_controldata of this version: ask the server.
+            assert!(
+                self.is_running(),
+                "system_identifier() of a PostgreSQL {} cluster needs it running",
+                self.major()
+            );
+            return self.psql("select system_identifier from pg_control_system()");
+        }
+        let out = self
+            .client_tool("pg_controldata")
+            .arg(&self.data)
+            .run()
+            .ok();
         out.stdout
             .lines()
             .find_map(|l| l.strip_prefix("Database system identifier:"))

@@ -15,7 +15,7 @@ use std::time::Duration;
 use std::path::PathBuf;
 
 use crate::archive::{Archive, WalshipArchive};
-use crate::pg::{ArchiverStats, Cluster, segment_number};
+use crate::pg::{ArchiverStats, Cluster, InitOptions, PgBinaries, Recovery, segment_number};
 use crate::scratch::Scratch;
 
 /// Who takes and restores the base backup the scenario recovers from.
@@ -130,7 +130,23 @@ pub fn archive_and_recover_with(
     archive: &dyn Archive,
     how: BaseBackups,
 ) -> PitrReport {
-    let mut primary = Cluster::init(scratch, "primary");
+    archive_and_recover_on(scratch, archive, how, None)
+}
+
+/// [`archive_and_recover_with`] on the PostgreSQL of `binaries` (`None`:
+/// the default installation). The restored copies run the same version,
+/// with its own kind of recovery configuration.
+pub fn archive_and_recover_on(
+    scratch: &Scratch,
+    archive: &dyn Archive,
+    how: BaseBackups,
+    binaries: Option<PgBinaries>,
+) -> PitrReport {
+    let options = InitOptions {
+        binaries,
+        ..InitOptions::default()
+    };
+    let mut primary = Cluster::init_with(scratch, "primary", &options);
     primary.archive_to(archive, "on");
     primary.start();
 
@@ -213,7 +229,7 @@ pub fn archive_and_recover_with(
     pitr.restore_from(archive)
         .set("recovery_target_time", &target_time)
         .set("recovery_target_action", "promote");
-    pitr.touch("recovery.signal");
+    pitr.request_recovery(Recovery::Archive);
     pitr.start();
     pitr.wait_out_of_recovery();
     let restored = Counts::read(&pitr);
@@ -226,7 +242,7 @@ pub fn archive_and_recover_with(
     // Restore 2: to the end of the archive.
     let mut full = Cluster::from_backup(scratch, "to-end", &backup);
     full.restore_from(archive);
-    full.touch("recovery.signal");
+    full.request_recovery(Recovery::Archive);
     full.start();
     full.wait_out_of_recovery();
     let restored = Counts::read(&full);

@@ -5,12 +5,15 @@
 //!   its plugins relative to itself, so `dist/` can be copied anywhere.
 //! - `test`:  `dist`, then every test against that same build.
 //! - `demo`:  `dist`, then a throwaway PostgreSQL archived to a local
-//!   directory and restored to a point in time, narrated.
+//!   directory and restored to a point in time, narrated (`--pg MAJOR`: on
+//!   PostgreSQL 10..18 of the version matrix instead of Debian's 15).
 //! - `bench`: `dist`, then the start-up/compression/storage benchmark.
 //!
-//! `test`, `demo` and `bench` install what they need first (`.ci/setup`) when
-//! PostgreSQL is missing and we are root; `test` and `bench` also install the
-//! local S3 servers (`.ci/install-test-tools`) when one is missing.
+//! `test`, `demo` and `bench` install what they need first: `.ci/setup`
+//! every time (it checks each piece, PostgreSQL 15 and the wasm32-wasip2
+//! target of the pinned toolchain, and is quick when all is there); `test`
+//! and `bench` also run `.ci/install-test-tools` (the cloud stand-ins, the
+//! PostgreSQL 10..18 servers of the version matrix) when one is missing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -28,7 +31,6 @@ const TEST_PLUGINS: &[(&str, &str)] = &[
     ("walship-test-plugin-hostile", "hostile.wasm"),
     ("walship-test-plugin-broken", "broken.wasm"),
 ];
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,13 +42,18 @@ fn main() -> ExitCode {
             .and_then(|_| test_tools())
             .and_then(|_| dist())
             .and_then(|_| test(rest)),
-        "demo" => setup().and_then(|_| dist()).and_then(|_| demo()),
+        "demo" => setup()
+            .and_then(|_| demo_servers(rest))
+            .and_then(|_| dist())
+            .and_then(|_| demo(rest)),
         "bench" => setup()
             .and_then(|_| test_tools())
             .and_then(|_| dist())
             .and_then(|_| bench(rest)),
         _ => {
-            eprintln!("usage: cargo xtask <dist|test|demo|bench> [args for the test runner]");
+            eprintln!(
+                "usage: cargo xtask <dist|test|demo|bench> [args for the test runner; demo: --pg MAJOR]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -103,11 +110,11 @@ fn cargo() -> Command {
     c
 }
 
-/// Installs PostgreSQL and friends when they are missing (needs root).
+/// Installs whatever is missing of PostgreSQL 15 and the wasm32-wasip2
+/// target (root needed only to install PostgreSQL). Not skipped when
+/// PostgreSQL is there: a machine with PostgreSQL may still lack the wasm
+/// target, and the build would fail only after building the host.
 fn setup() -> Result<(), String> {
-    if Path::new(PG_BIN).join("initdb").exists() {
-        return Ok(());
-    }
     run(Command::new("bash").arg(root().join(".ci/setup")))
 }
 
@@ -261,16 +268,37 @@ const NATIVE_TESTED_PLUGINS: &[&str] = &[
     "walship-guest-http",
 ];
 
-fn demo() -> Result<(), String> {
-    run(test_env(&mut cargo()).args([
-        "run",
-        "--release",
-        "--locked",
-        "-p",
-        "walship-e2e",
-        "--bin",
-        "walship-demo",
-    ]))
+/// `demo --pg MAJOR` runs a server of the version matrix: install those
+/// (only those, not the cloud stand-ins) when one is missing.
+fn demo_servers(args: &[String]) -> Result<(), String> {
+    if !args.iter().any(|a| a == "--pg") {
+        return Ok(());
+    }
+    let script = root().join(".ci/install-test-tools");
+    let installed = Command::new("bash")
+        .arg(&script)
+        .args(["--check", "--postgres"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if installed {
+        return Ok(());
+    }
+    run(Command::new("bash").arg(script).arg("--postgres"))
+}
+
+fn demo(args: &[String]) -> Result<(), String> {
+    run(test_env(&mut cargo())
+        .args([
+            "run",
+            "--release",
+            "--locked",
+            "-p",
+            "walship-e2e",
+            "--bin",
+            "walship-demo",
+            "--",
+        ])
+        .args(args))
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {

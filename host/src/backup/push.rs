@@ -52,6 +52,59 @@ const SESSION_TIMEOUTS: &[&str] = &[
     "transaction_timeout",
 ];
 
+/// PostgreSQL 10: the oldest server whose non-exclusive backup API
+/// (`pg_start_backup(label, fast, false)`, `pg_stop_backup(false, true)`
+/// with the label returned) and `pg_wal` naming walship relies on.
+const OLDEST_SUPPORTED_VERSION_NUM: u32 = 100_000;
+/// PostgreSQL 15 renamed the backup functions (`pg_backup_start`,
+/// `pg_backup_stop`) and dropped exclusive mode.
+const BACKUP_START_STOP_RENAMED: u32 = 150_000;
+
+/// The low-level backup API of a server version: one session, never
+/// exclusive (an exclusive backup leaves a backup_label in the data
+/// directory that stops a crashed primary from starting again).
+struct BackupApi {
+    /// Takes the label; returns the start LSN as text.
+    start_sql: &'static str,
+    start_name: &'static str,
+    /// Returns the stop LSN, backup_label and tablespace_map as text.
+    stop_sql: &'static str,
+    stop_name: &'static str,
+}
+
+fn backup_api(version_num: u32) -> BackupApi {
+    if version_num >= BACKUP_START_STOP_RENAMED {
+        BackupApi {
+            start_sql: "SELECT pg_backup_start($1, true)::text",
+            start_name: "pg_backup_start",
+            stop_sql: "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)",
+            stop_name: "pg_backup_stop",
+        }
+    } else {
+        // 10-14: exclusive = false, wait_for_archive = true.
+        BackupApi {
+            start_sql: "SELECT pg_start_backup($1, true, false)::text",
+            start_name: "pg_start_backup",
+            stop_sql: "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, true)",
+            stop_name: "pg_stop_backup",
+        }
+    }
+}
+
+/// `server_version_num` as people write it: 100023 is 10.23, 90624 is 9.6.24.
+fn version_label(version_num: u32) -> String {
+    if version_num >= 100_000 {
+        format!("{}.{}", version_num / 10_000, version_num % 10_000)
+    } else {
+        format!(
+            "{}.{}.{}",
+            version_num / 10_000,
+            version_num / 100 % 100,
+            version_num % 100
+        )
+    }
+}
+
 pub struct PushOptions {
     pub data_dir: PathBuf,
     pub conn: ConnSettings,
@@ -84,18 +137,14 @@ pub async fn push<S: ObjectStore>(
     let started_at = SystemTime::now();
     let t0 = Instant::now();
     let label = format!("walship backup-push {}", catalog::format_time(started_at));
-    let start_sql = if server.version_num >= 150000 {
-        "SELECT pg_backup_start($1, true)::text"
-    } else {
-        "SELECT pg_start_backup($1, true, false)::text"
-    };
+    let api = backup_api(server.version_num);
     let start_lsn: String = client
-        .query_one(start_sql, &[&label])
+        .query_one(api.start_sql, &[&label])
         .await
-        .map_err(|e| anyhow!("pg_backup_start failed: {}", chain(&e)))?
+        .map_err(|e| anyhow!("{} failed: {}", api.start_name, chain(&e)))?
         .get(0);
     let start = catalog::parse_lsn(&start_lsn)
-        .ok_or_else(|| anyhow!("pg_backup_start returned {start_lsn:?}, not an LSN"))?;
+        .ok_or_else(|| anyhow!("{} returned {start_lsn:?}, not an LSN", api.start_name))?;
     let timeline: i32 = client
         .query_one("SELECT timeline_id FROM pg_control_checkpoint()", &[])
         .await
@@ -242,8 +291,12 @@ async fn check_server(
         .map_err(|e| anyhow!("cannot read server_version_num: {e}"))?
         .parse()
         .context("server_version_num")?;
-    if version_num < 130000 {
-        bail!("PostgreSQL {version_num} is too old: walship supports 13 and later");
+    if version_num < OLDEST_SUPPORTED_VERSION_NUM {
+        bail!(
+            "PostgreSQL {} is too old for backup-push: walship supports 10 and later \
+             (9.6 and older have no pg_wal and no non-exclusive pg_stop_backup(false, true))",
+            version_label(version_num)
+        );
     }
     let sysid = query_text(
         client,
@@ -278,7 +331,8 @@ async fn check_server(
         );
     }
     let command = query_text(client, "SELECT current_setting('archive_command', true)").await;
-    let library = if version_num >= 150000 {
+    // archive_library exists from 15 on.
+    let library = if version_num >= 150_000 {
         query_text(client, "SELECT current_setting('archive_library', true)").await
     } else {
         Ok(String::new())
@@ -383,15 +437,14 @@ async fn copy_and_stop<S: ObjectStore>(
     let uploaded = match uploaded {
         Ok(mut sums) => {
             let control = control_file_volume(&opts.data_dir).await?;
-            // One volume holding one entry (a plan, not a range of numbers).
-            #[allow(clippy::single_range_in_vec_init)]
-            let last = [0..1];
+            // One volume holding the one entry.
+            let last: Range<usize> = 0..1;
             let key = volume_key(plan.len());
             upload_volumes(
                 store,
                 opts,
                 &Arc::new(vec![control]),
-                &last,
+                std::slice::from_ref(&last),
                 std::slice::from_ref(&key),
                 &progress,
             )
@@ -408,24 +461,19 @@ async fn copy_and_stop<S: ObjectStore>(
     let mut keys = keys;
     keys.push(control_key);
 
-    let stop_sql = if server.version_num >= 150000 {
-        "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)"
-    } else {
-        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, true)"
-    };
+    let api = backup_api(server.version_num);
     let row = client
-        .query_one(stop_sql, &[])
+        .query_one(api.stop_sql, &[])
         .await
-        .map_err(|e| anyhow!("pg_backup_stop failed: {}", chain(&e)))?;
+        .map_err(|e| anyhow!("{} failed: {}", api.stop_name, chain(&e)))?;
     let stop_lsn: String = row.get(0);
     let backup_label: String = row.get::<_, Option<String>>(1).unwrap_or_default();
     let spcmap: Option<String> = row.get::<_, Option<String>>(2).filter(|s| !s.is_empty());
     let finished_at = SystemTime::now();
-    let timeline = label_field(&backup_label, "START TIMELINE:")
-        .and_then(|t| t.parse::<u32>().ok())
-        .ok_or_else(|| anyhow!("the backup label has no START TIMELINE: {backup_label:?}"))?;
+    let timeline = label_timeline(&backup_label)
+        .ok_or_else(|| anyhow!("the backup label names no start timeline: {backup_label:?}"))?;
     let stop = catalog::parse_lsn(&stop_lsn)
-        .ok_or_else(|| anyhow!("pg_backup_stop returned {stop_lsn:?}, not an LSN"))?;
+        .ok_or_else(|| anyhow!("{} returned {stop_lsn:?}, not an LSN", api.stop_name))?;
     // The last byte recovery needs is just before the stop LSN.
     let stop_wal = catalog::segment_name(timeline, stop.saturating_sub(1), local.wal_segment_size);
     // The label's timeline is authoritative (the name used the checkpoint's).
@@ -577,6 +625,22 @@ async fn check_dependencies<S: ObjectStore>(
     Ok(())
 }
 
+/// The timeline a backup starts on, from its backup_label: the `START
+/// TIMELINE:` line (PostgreSQL 11 and later), else the timeline part of the
+/// WAL file named by `START WAL LOCATION: 0/50B20B8 (file
+/// 000000010000000000000005)` (PostgreSQL 10 writes only that).
+pub fn label_timeline(label: &str) -> Option<u32> {
+    if let Some(t) = label_field(label, "START TIMELINE:") {
+        return t.parse().ok();
+    }
+    let location = label_field(label, "START WAL LOCATION:")?;
+    let file = location.split_once("(file ")?.1.strip_suffix(')')?;
+    if file.len() != 24 || !file.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(&file[..8], 16).ok()
+}
+
 /// A value from backup_label (`START TIMELINE: 1`).
 pub fn label_field<'a>(label: &'a str, field: &str) -> Option<&'a str> {
     label
@@ -705,11 +769,48 @@ mod tests {
     }
 
     #[test]
+    fn the_backup_api_is_never_exclusive_and_follows_the_version() {
+        for v in [100_023, 110_022, 120_022, 130_023, 140_023] {
+            let api = backup_api(v);
+            assert!(
+                api.start_sql.contains("pg_start_backup($1, true, false)"),
+                "{v}"
+            );
+            assert!(api.stop_sql.contains("pg_stop_backup(false, true)"), "{v}");
+        }
+        for v in [150_018, 160_014, 170_010, 180_004] {
+            let api = backup_api(v);
+            assert!(api.start_sql.contains("pg_backup_start($1, true)"), "{v}");
+            assert!(api.stop_sql.contains("pg_backup_stop(true)"), "{v}");
+        }
+        assert_eq!(version_label(100_023), "10.23");
+        assert_eq!(version_label(180_004), "18.4");
+        assert_eq!(version_label(90_624), "9.6.24");
+    }
+
+    #[test]
     fn label_fields() {
         let label = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n\
                      CHECKPOINT LOCATION: 0/2000060\nBACKUP METHOD: streamed\n\
                      START TIMELINE: 3\nLABEL: x\n";
         assert_eq!(label_field(label, "START TIMELINE:"), Some("3"));
         assert_eq!(label_field(label, "NOPE:"), None);
+        assert_eq!(label_timeline(label), Some(3));
+    }
+
+    #[test]
+    fn the_timeline_of_a_postgresql_10_label() {
+        // pg_stop_backup(false, true) of PostgreSQL 10.23, verbatim: no
+        // START TIMELINE line yet.
+        let label = "START WAL LOCATION: 0/50B20B8 (file 000000020000000000000005)\n\
+                     CHECKPOINT LOCATION: 0/50B20F8\nBACKUP METHOD: streamed\n\
+                     BACKUP FROM: master\nSTART TIME: 2026-12-03 18:58:57 UTC\n\
+                     LABEL: walship backup-push 2026-12-03T18:58:57Z\n";
+        assert_eq!(label_timeline(label), Some(2));
+        assert_eq!(
+            label_timeline("START WAL LOCATION: 0/50B20B8 (file 0001)\n"),
+            None
+        );
+        assert_eq!(label_timeline("LABEL: x\n"), None);
     }
 }

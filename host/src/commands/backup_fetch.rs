@@ -63,9 +63,7 @@ pub async fn run(
     let owner = fetch::chown_to_owner(&target, target_existed, &locations)
         .map_err(|e| fail(format!("{e:#}")))?;
     eprintln!(
-        "walship: backup-fetch: restored {} ({} files, {}{}) into {}. To recover, set \
-         restore_command = 'walship wal-fetch %f %p' (and recovery_target_* for a point in time), \
-         create {}/recovery.signal (or standby.signal), then start PostgreSQL.",
+        "walship: backup-fetch: restored {} ({} files, {}{}) into {}. {}",
         record.name,
         files,
         human_bytes(record.original_bytes),
@@ -73,7 +71,7 @@ pub async fn run(
             .map(|u| format!(", owned by uid {u}"))
             .unwrap_or_default(),
         target.display(),
-        target.display(),
+        recovery_instructions(record.pg_version_num, &target),
     );
     if ctx.settings.timings {
         eprintln!(
@@ -82,4 +80,51 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+/// PostgreSQL 12 moved the recovery settings into postgresql.conf and
+/// replaced recovery.conf (with `standby_mode`) by signal files.
+const SIGNAL_FILES_SINCE: u32 = 120_000;
+
+/// How to start recovery of a backup of PostgreSQL `version_num` restored
+/// into `target`: a server of 10 or 11 refuses recovery settings in
+/// postgresql.conf and ignores signal files, 12 and later refuse a
+/// recovery.conf.
+fn recovery_instructions(version_num: u32, target: &Path) -> String {
+    let dir = target.display();
+    if version_num >= SIGNAL_FILES_SINCE {
+        format!(
+            "To recover, set restore_command = 'walship wal-fetch %f %p' (and recovery_target_* \
+             for a point in time), create {dir}/recovery.signal (or standby.signal), then start PostgreSQL."
+        )
+    } else {
+        format!(
+            "To recover (PostgreSQL {}), write {dir}/recovery.conf with \
+             restore_command = 'walship wal-fetch %f %p' (and recovery_target_* for a point in time, \
+             recovery_target_timeline = 'latest' to follow a promotion, or standby_mode = 'on' \
+             for a standby), then start PostgreSQL.",
+            version_num / 10_000
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_instructions_follow_the_version() {
+        let target = Path::new("/srv/pg");
+        for old in [100_023, 110_022] {
+            let text = recovery_instructions(old, target);
+            assert!(text.contains("/srv/pg/recovery.conf"), "{text}");
+            assert!(text.contains("standby_mode = 'on'"), "{text}");
+            assert!(!text.contains("signal"), "{text}");
+        }
+        for new in [120_022, 150_018, 180_004] {
+            let text = recovery_instructions(new, target);
+            assert!(text.contains("/srv/pg/recovery.signal"), "{text}");
+            assert!(!text.contains("recovery.conf"), "{text}");
+        }
+    }
 }

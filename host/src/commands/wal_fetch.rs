@@ -7,10 +7,11 @@
 //!   (the next timeline's history, the segment after the end of the archive).
 //! - a real error (storage unreachable after retries, checksum mismatch,
 //!   authentication, a prefix with no archive or another cluster's): exit
-//!   126 when the data directory has no `standby.signal`, so PostgreSQL stops
+//!   126 when the data directory is not a standby's, so PostgreSQL stops
 //!   recovery loudly instead of treating the file as missing, ending recovery
 //!   early and promoting on incomplete WAL (WAL-G issue #1126). A standby
-//!   (`standby.signal`) gets 1: it retries and can fall back to streaming.
+//!   (`standby.signal`; `standby_mode = on` in recovery.conf before 12) gets
+//!   1: it retries and can fall back to streaming.
 //!
 //! Nothing partial ever appears at `%p`: the file is written under a
 //! temporary name in the same directory and renamed once complete.
@@ -29,7 +30,7 @@ use crate::wal_name::WalFileName;
 
 /// The exit code for a real (non-"not found") error in this data directory.
 pub fn real_error_code(cwd: &Path) -> u8 {
-    if cwd.join("standby.signal").exists() {
+    if crate::standby_mode::is_standby(cwd) {
         EXIT_FAILURE
     } else {
         EXIT_STOP_RECOVERY

@@ -48,7 +48,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const INSTALL_HINT: &str = "run `.ci/install-test-tools` (or `cargo xtask test`, which runs it)";
 
 /// The cache `.ci/install-test-tools` installs into.
-fn tools_cache() -> PathBuf {
+pub(crate) fn tools_cache() -> PathBuf {
     let base = match std::env::var_os("XDG_CACHE_HOME") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache"),
