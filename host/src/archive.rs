@@ -126,9 +126,18 @@ pub struct Archive<'c, S> {
     prefix: String,
     compression: Compression,
     identities: &'c IdentityCache,
+    /// WALSHIP_WAL_RATE_LIMIT, shared by every process of this archive.
+    rate_limit: Option<crate::rate_limit::SharedRateLimit>,
 }
 
 impl<'c, S: ObjectStore> Archive<'c, S> {
+    /// Paces WAL transfers to a limit shared with every other walship
+    /// process of this archive.
+    pub fn with_rate_limit(mut self, limit: Option<crate::rate_limit::SharedRateLimit>) -> Self {
+        self.rate_limit = limit;
+        self
+    }
+
     /// The id of the archive the last push went into (`None` before the
     /// first push, or for an archive created before walship had ids).
     pub fn archive_id(&self) -> Option<&str> {
@@ -149,6 +158,7 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         Self {
             timings: PushTimings::default(),
             archive_id: None,
+            rate_limit: None,
             store,
             prefix: prefix.to_string(),
             compression,
@@ -172,6 +182,9 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         let key = wal_key(name);
         let (object, content) = (encoded.object, encoded.header.content);
         let t = std::time::Instant::now();
+        if let Some(limit) = &self.rate_limit {
+            limit.take(object.len() as u64).await;
+        }
         let result = self.store_object(name, &key, &object, &content).await;
         self.timings.store = t.elapsed();
         result
@@ -264,6 +277,9 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
                 }
                 Err(e) => return Err(ArchiveError::storage("get", &key)(e)),
             };
+            if let Some(rate) = &self.rate_limit {
+                rate.take(object.len() as u64).await;
+            }
             match object_format::decode_at_most(object, limit) {
                 Ok(bytes) => break bytes,
                 Err(source) if attempt >= READS => {

@@ -64,6 +64,68 @@ impl RateLimit {
     }
 }
 
+/// A limit shared by every walship process of one archive (`wal-push`
+/// runs once per file, beside the pusher and the prefetcher): the schedule
+/// lives in a small file, read and moved under a lock. Each transfer of `n`
+/// bytes reserves the slot after the last one reserved (or now, if that is
+/// past: no credit is saved up while idle) and is due at its end.
+#[derive(Debug, Clone)]
+pub struct SharedRateLimit {
+    bytes_per_second: u64,
+    file: std::path::PathBuf,
+}
+
+impl SharedRateLimit {
+    pub fn new(bytes_per_second: u64, file: std::path::PathBuf) -> Self {
+        Self {
+            bytes_per_second: bytes_per_second.max(1),
+            file,
+        }
+    }
+
+    /// Reserves `n` bytes; returns how long to wait before they count as
+    /// sent. Any failure to use the file makes the limit a no-op (never a
+    /// failed archive command).
+    fn reserve(&self, n: u64) -> Duration {
+        use std::io::{Read, Seek, Write};
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let attempt = || -> std::io::Result<f64> {
+            if let Some(dir) = self.file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&self.file)?;
+            f.lock()?;
+            let mut text = String::new();
+            f.read_to_string(&mut text)?;
+            let next_free: f64 = text.trim().parse().unwrap_or(0.0);
+            let due = next_free.max(now) + n as f64 / self.bytes_per_second as f64;
+            f.set_len(0)?;
+            f.seek(std::io::SeekFrom::Start(0))?;
+            write!(f, "{due}")?;
+            Ok(due)
+        };
+        match attempt() {
+            Ok(due) => Duration::from_secs_f64((due - now).max(0.0)),
+            Err(_) => Duration::ZERO,
+        }
+    }
+
+    pub async fn take(&self, n: u64) {
+        let wait = self.reserve(n);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
 /// Limits of one command, each optional.
 #[derive(Debug, Clone, Default)]
 pub struct Limits {
@@ -111,6 +173,25 @@ impl<W: std::io::Write> std::io::Write for LimitedWrite<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_shared_limit_holds_across_handles_of_one_file() {
+        let file = std::env::temp_dir().join(format!("walship-wal-rate-{}", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        let (a, b) = (
+            SharedRateLimit::new(8 << 20, file.clone()),
+            SharedRateLimit::new(8 << 20, file.clone()),
+        );
+        let t = Instant::now();
+        for _ in 0..4 {
+            a.take(1 << 20).await;
+            b.take(1 << 20).await;
+        }
+        // 8 MiB at 8 MiB/s, whichever handle (process) sends it.
+        let took = t.elapsed().as_secs_f64();
+        assert!((0.95..1.4).contains(&took), "took {took:.2}s");
+        let _ = std::fs::remove_file(&file);
+    }
 
     #[test]
     fn the_average_rate_is_the_limit_across_threads() {

@@ -718,3 +718,34 @@ fn metrics_count_what_happened() {
         "{printed}"
     );
 }
+
+/// WALSHIP_WAL_RATE_LIMIT is one budget for every walship process of an
+/// archive: three wal-push processes at once, 48 MiB of uncompressed WAL at
+/// 32 MiB/s, take at least 1.5 s together (a limit per process would let
+/// them finish in half a second).
+#[test]
+fn the_wal_rate_limit_is_shared_by_every_process() {
+    let s = Setup::new("wal-rate");
+    let limited = s
+        .walship()
+        .env("WALSHIP_COMPRESSION", "none")
+        .env("WALSHIP_WAL_RATE_LIMIT", (32u64 << 20).to_string());
+    let t = std::time::Instant::now();
+    let outs: Vec<Outcome> = std::thread::scope(|scope| {
+        let pushes: Vec<_> = s
+            .segments
+            .iter()
+            .map(|name| {
+                let w = limited.clone();
+                scope.spawn(move || w.args(["wal-push", &format!("pg_wal/{name}")]).run())
+            })
+            .collect();
+        pushes.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    let took = t.elapsed().as_secs_f64();
+    for out in &outs {
+        assert!(out.success(), "{out}");
+    }
+    println!("3 pushes of 16 MiB at 32 MiB/s together: {took:.2}s");
+    assert!(took >= 1.4, "the limit was not shared: {took:.2}s");
+}

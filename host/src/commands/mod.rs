@@ -238,6 +238,20 @@ impl Context {
         }
     }
 
+    /// WALSHIP_WAL_RATE_LIMIT: one schedule for every walship process of
+    /// this archive (in the cache directory), so PostgreSQL's archive and
+    /// restore commands, the pusher and the prefetcher share the limit.
+    pub fn wal_rate_limit(&self) -> Option<crate::rate_limit::SharedRateLimit> {
+        let rate = self.settings.wal_rate_limit?;
+        let dir = self.settings.cache_dir.as_deref()?;
+        let prefix = self.settings.prefix.as_deref()?;
+        let key = blake3::hash(prefix.as_bytes()).to_hex();
+        Some(crate::rate_limit::SharedRateLimit::new(
+            rate,
+            dir.join("rate").join(&key[..16]),
+        ))
+    }
+
     /// The bandwidth limits of a backup command, shared by all its lanes.
     pub fn rate_limits(&self) -> crate::rate_limit::Limits {
         crate::rate_limit::Limits {

@@ -93,7 +93,8 @@ pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Fa
         prefix,
         ctx.settings.compression,
         &identities,
-    );
+    )
+    .with_rate_limit(ctx.wal_rate_limit());
 
     let bytes = match archive.fetch(&name, local.as_ref()).await {
         Ok(b) => b,

@@ -70,7 +70,8 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
         prefix,
         ctx.settings.compression,
         &identities,
-    );
+    )
+    .with_rate_limit(ctx.wal_rate_limit());
     let t_encode = Instant::now();
     let encoded = encode_off_thread(file, size, archive.compression())
         .await

@@ -62,7 +62,8 @@ pub async fn run(ctx: &Context, wal_dir: &Path) -> Result<(), Failure> {
     };
     let jobs = stores.into_iter().map(|store| {
         let store = crate::retry::Retrying::new(store, ctx.retry_policy());
-        let archive = Archive::new(store, prefix, ctx.settings.compression, &identities);
+        let archive = Archive::new(store, prefix, ctx.settings.compression, &identities)
+            .with_rate_limit(ctx.wal_rate_limit());
         lane(archive, &queue, &local, ctx.started)
     });
     futures::future::join_all(jobs).await;

@@ -70,6 +70,9 @@ pub struct Settings {
     /// Bytes per second read from or written to disk during backups
     /// (`WALG_DISK_RATE_LIMIT`); `None`: unlimited.
     pub disk_rate_limit: Option<u64>,
+    /// Bytes per second of WAL to and from the storage, for all walship
+    /// processes of an archive together (`WALSHIP_WAL_RATE_LIMIT`).
+    pub wal_rate_limit: Option<u64>,
     /// One line each, for settings that are set but change nothing.
     pub warnings: Vec<String>,
     /// What each of walship's own settings resolved to and where it came
@@ -410,6 +413,14 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
         0u64,
     )?)
     .filter(|n| *n > 0);
+    let wal_rate_limit = Some(r.number(
+        "wal_rate_limit",
+        &["WALSHIP_WAL_RATE_LIMIT"],
+        0..=u64::MAX,
+        "bytes per second (0: no limit)",
+        0u64,
+    )?)
+    .filter(|n| *n > 0);
     let disk_rate_limit = Some(r.number(
         "disk_rate_limit",
         &["WALSHIP_DISK_RATE_LIMIT", "WALG_DISK_RATE_LIMIT"],
@@ -444,6 +455,7 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
         metrics_textfile,
         network_rate_limit,
         disk_rate_limit,
+        wal_rate_limit,
         warnings,
         effective,
         sources,

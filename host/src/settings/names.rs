@@ -325,6 +325,10 @@ pub const KNOWN: &[Known] = &[
         "WALSHIP_DISK_RATE_LIMIT",
         "walship: the same as WALG_DISK_RATE_LIMIT",
     ),
+    honoured(
+        "WALSHIP_WAL_RATE_LIMIT",
+        "walship: bytes per second of WAL to and from the storage, all processes of an archive together",
+    ),
     refused_unless(
         "WALG_VERIFY_PAGE_CHECKSUMS",
         OFF_BOOL,
