@@ -907,6 +907,10 @@ fn standby_backup_under_pgbench_is_consistent_and_visible_to_delete() {
         ))
         .run();
     assert_ok(&out, "backup-fetch of the standby's backup");
+    assert!(
+        out.stderr.contains("taken on a standby") && out.stderr.contains("standby.signal"),
+        "backup-fetch says the copy holds standby.signal:\n{out}"
+    );
     let mut c = Cluster::from_backup(&scratch, "standby-restored", &fetched);
     c.restore_from(&b.archive)
         .set("recovery_target", "immediate")

@@ -73,6 +73,19 @@ pub async fn run(
         target.display(),
         recovery_instructions(record.pg_version_num, &target),
     );
+    // A standby's backup carries its standby configuration, as
+    // pg_basebackup's does: started as it is, the copy becomes a standby.
+    let standby_files: Vec<&str> = ["standby.signal", "recovery.conf"]
+        .into_iter()
+        .filter(|f| target.join(f).exists())
+        .collect();
+    if !standby_files.is_empty() {
+        eprintln!(
+            "walship: backup-fetch: note: the backup was taken on a standby and holds {}: remove it \
+             to recover as a primary, keep it (with primary_conninfo) to run a standby",
+            standby_files.join(" and ")
+        );
+    }
     if ctx.settings.timings {
         eprintln!(
             "walship: backup-fetch peak_rss_kib={}",
