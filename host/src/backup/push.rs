@@ -713,7 +713,7 @@ async fn upload_volumes<S: ObjectStore>(
             let produced = producer.await;
             let outcome = match (produced, uploaded) {
                 (Ok(Ok(sum)), Ok(())) => Ok(sum),
-                (Ok(Err(e)), _) if !e.to_string().contains("the upload stopped") => {
+                (Ok(Err(e)), _) if !volume::UploadStopped::is(&e) => {
                     Err(anyhow!("volume {key}: {e}"))
                 }
                 (_, Err(e)) => Err(anyhow!(

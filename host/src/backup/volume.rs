@@ -38,6 +38,34 @@ pub fn extension(compression: Compression) -> &'static str {
     }
 }
 
+/// The producer's error when the upload side went away (it failed, and
+/// its own error says why): a type, so the caller tells it from a real read
+/// error without looking at the message.
+#[derive(Debug)]
+pub struct UploadStopped;
+
+impl std::fmt::Display for UploadStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the upload stopped")
+    }
+}
+
+impl std::error::Error for UploadStopped {}
+
+impl UploadStopped {
+    /// As an `io::Error`, of a kind no file read produces, so it is still
+    /// recognised after a layer rewrapped it with context.
+    fn error() -> io::Error {
+        io::Error::new(io::ErrorKind::BrokenPipe, UploadStopped)
+    }
+
+    /// Whether `e` is this.
+    pub fn is(e: &io::Error) -> bool {
+        e.kind() == io::ErrorKind::BrokenPipe
+            || e.get_ref().is_some_and(|inner| inner.is::<UploadStopped>())
+    }
+}
+
 /// Cuts the stored stream into parts of at least `part_size` bytes.
 struct PartSink {
     buf: Vec<u8>,
@@ -52,7 +80,7 @@ impl PartSink {
         let part = std::mem::replace(&mut self.buf, Vec::with_capacity(self.part_size));
         self.tx
             .blocking_send(Msg::Part(part))
-            .map_err(|_| io::Error::other("the upload stopped"))
+            .map_err(|_| UploadStopped::error())
     }
 
     fn finish(mut self) -> io::Result<(u64, blake3::Hash)> {
@@ -61,7 +89,7 @@ impl PartSink {
         }
         self.tx
             .blocking_send(Msg::End)
-            .map_err(|_| io::Error::other("the upload stopped"))?;
+            .map_err(|_| UploadStopped::error())?;
         Ok((self.len, self.hasher.finalize()))
     }
 }
@@ -471,6 +499,36 @@ pub fn decompressor<'a, R: Read + 'a>(
 #[cfg(test)]
 mod at_most_tests {
     use super::*;
+
+    #[test]
+    fn a_producer_whose_upload_went_away_says_so_by_type() {
+        let dir = std::env::temp_dir().join(format!("walship-stopped-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("f");
+        std::fs::write(&file, vec![7u8; 3 << 20]).unwrap();
+        let entries = vec![Entry {
+            archive_path: "f".into(),
+            source: file,
+            kind: crate::backup::walk::EntryKind::File { size: 3 << 20 },
+            mode: 0o600,
+            mtime: 0,
+        }];
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        for compression in [Compression::None, Compression::Zstd, Compression::Lz4] {
+            let e = produce(
+                &entries,
+                compression,
+                1 << 16,
+                tx.clone(),
+                Arc::new(AtomicU64::new(0)),
+                None,
+            )
+            .unwrap_err();
+            assert!(UploadStopped::is(&e), "{compression:?}: {e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_stream_longer_than_recorded_fails_at_the_limit() {
