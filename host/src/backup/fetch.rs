@@ -36,6 +36,9 @@ pub struct FetchOptions {
     /// Restore unmapped tablespaces to the record's locations even as root.
     pub use_recorded_locations: bool,
     pub as_root: bool,
+    /// Decrypt the volumes of an encrypted backup (the keys its record was
+    /// read with).
+    pub keys: crate::crypto::Keys,
 }
 
 /// An absolute path with nothing to resolve: no `.` or `..` component, no
@@ -236,6 +239,7 @@ async fn download_volumes<S: ObjectStore>(
             if let Err(e) = fetch_volume(
                 s,
                 record,
+                &opts.keys,
                 &volumes[i],
                 target.clone(),
                 locations.clone(),
@@ -262,9 +266,11 @@ async fn download_volumes<S: ObjectStore>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn fetch_volume<S: ObjectStore>(
     store: &mut S,
     record: &BackupRecord,
+    keys: &crate::crypto::Keys,
     v: &VolumeRecord,
     target: Arc<PathBuf>,
     locations: Arc<Locations>,
@@ -273,12 +279,17 @@ async fn fetch_volume<S: ObjectStore>(
 ) -> anyhow::Result<()> {
     let key = Key::new(v.key.clone()).map_err(|e| anyhow!("{e}"))?;
     let (tx, rx) = mpsc::channel::<Vec<u8>>(2);
-    let compression = record.compression;
+    let format = volume::VolumeFormat {
+        key: v.key.clone(),
+        compression: record.compression,
+        keys: keys.clone(),
+    };
+    let encrypted = record.encrypted;
     let expected = v.clone();
     let unpacker = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let mut stored = volume::Verifying::new(volume::ChannelReader::new(rx));
         let unpacked = {
-            let decompressed = volume::decompressor(compression, &mut stored)?;
+            let decompressed = volume::decompressor(&format, encrypted, &mut stored)?;
             let mut tar_stream = volume::Verifying::new(decompressed);
             // Read to the end (tar stops at its end blocks) so the hashes
             // cover every byte.
@@ -620,6 +631,7 @@ mod tests {
             concurrency: 1,
             use_recorded_locations: recorded,
             as_root,
+            keys: crate::crypto::Keys::none(),
         }
     }
 

@@ -62,6 +62,8 @@ pub struct PushOptions {
     pub concurrency: usize,
     /// Target tar bytes per volume.
     pub volume_size: u64,
+    /// Encrypt volumes and records under these (none: in the clear).
+    pub keys: crate::crypto::Keys,
 }
 
 /// Runs a whole backup-push; returns the record written.
@@ -77,7 +79,7 @@ pub async fn push<S: ObjectStore>(
         .map_err(|e| anyhow!(e))?;
     disable_session_timeouts(&client).await?;
     let server = check_server(&client, &local, &opts.conn).await?;
-    check_archive(&mut store, &client, &local, &opts.prefix).await?;
+    check_archive(&mut store, &client, &local, opts).await?;
 
     let started_at = SystemTime::now();
     let t0 = Instant::now();
@@ -115,7 +117,7 @@ pub async fn push<S: ObjectStore>(
         from_standby: server.in_recovery,
         created_by: format!("walship {}", env!("CARGO_PKG_VERSION")),
     };
-    let reservation = catalog::reserve(&mut store, &template)
+    let reservation = catalog::reserve(&mut store, &template, &opts.keys)
         .await
         .map_err(|e| anyhow!("cannot reserve a name for the backup: {e}"))?;
     let name = reservation.name.clone();
@@ -128,7 +130,7 @@ pub async fn push<S: ObjectStore>(
     let heartbeat_store = store.worker();
     let result = {
         let work = copy_and_stop(&mut store, opts, &client, &server, &local, &name, start);
-        keep_alive(heartbeat_store, reservation.clone(), work).await
+        keep_alive(heartbeat_store, reservation.clone(), &opts.keys, work).await
     };
     match result {
         Ok(record) => {
@@ -171,6 +173,7 @@ pub async fn push<S: ObjectStore>(
 async fn keep_alive<S: ObjectStore, T>(
     store: Option<S>,
     mut reservation: Reservation,
+    keys: &crate::crypto::Keys,
     work: impl std::future::Future<Output = T>,
 ) -> T {
     let beat = async {
@@ -180,7 +183,7 @@ async fn keep_alive<S: ObjectStore, T>(
         loop {
             tokio::time::sleep(catalog::HEARTBEAT_EVERY).await;
             if let Err(e) =
-                catalog::heartbeat(&mut store, &mut reservation, SystemTime::now()).await
+                catalog::heartbeat(&mut store, &mut reservation, SystemTime::now(), keys).await
             {
                 eprintln!("walship: warning: backup-push heartbeat: {e}");
             }
@@ -304,8 +307,9 @@ async fn check_archive<S: ObjectStore>(
     store: &mut S,
     client: &tokio_postgres::Client,
     local: &ClusterIdentity,
-    prefix: &str,
+    opts: &PushOptions,
 ) -> anyhow::Result<()> {
+    let prefix = opts.prefix.as_str();
     let mut switched = false;
     let deadline = Instant::now() + FIRST_ARCHIVE_WAIT;
     let record = loop {
@@ -348,6 +352,8 @@ async fn check_archive<S: ObjectStore>(
         }
         .into());
     }
+    // Before anything is uploaded: the keys must be the archive's.
+    crate::archive::check_keys(prefix, &record, &opts.keys)?;
     Ok(())
 }
 
@@ -381,14 +387,16 @@ async fn copy_and_stop<S: ObjectStore>(
     let uploaded = match uploaded {
         Ok(mut sums) => {
             let control = control_file_volume(&opts.data_dir).await?;
-            let last = vec![0..1];
+            // One volume holding the one entry (a range, as `plan` has).
+            #[allow(clippy::single_range_in_vec_init)]
+            let last = [0..1];
             let key = volume_key(plan.len());
             upload_volumes(
                 store,
                 opts,
                 &Arc::new(vec![control]),
                 &last,
-                &[key.clone()],
+                std::slice::from_ref(&key),
                 &progress,
             )
             .await
@@ -478,13 +486,14 @@ async fn copy_and_stop<S: ObjectStore>(
         original_bytes: volumes.iter().map(|v| v.original_len).sum(),
         stored_bytes: volumes.iter().map(|v| v.stored_len).sum(),
         compression: opts.compression,
+        encrypted: opts.keys.is_set(),
         volumes,
         tablespaces: tree.tablespaces,
         backup_label,
         tablespace_map: spcmap,
         created_by: format!("walship {}", env!("CARGO_PKG_VERSION")),
     };
-    catalog::write_record(store, &record).await?;
+    catalog::write_record(store, &record, &opts.keys).await?;
     Ok(record)
 }
 
@@ -635,9 +644,14 @@ async fn upload_volumes<S: ObjectStore>(
             let key = Key::new(keys[i].clone()).expect("valid volume key");
             let (tx, mut rx) = mpsc::channel::<Msg>(1);
             let (entries, range) = (entries.clone(), plan[i].clone());
-            let (compression, counter) = (opts.compression, progress.done.clone());
+            let format = volume::VolumeFormat {
+                key: keys[i].clone(),
+                compression: opts.compression,
+                keys: opts.keys.clone(),
+            };
+            let counter = progress.done.clone();
             let producer = tokio::task::spawn_blocking(move || {
-                volume::produce(&entries[range], compression, part_size, tx, counter)
+                volume::produce(&entries[range], &format, part_size, tx, counter)
             });
             let uploaded = volume::upload(s, &key, &mut rx).await;
             drop(rx);

@@ -46,6 +46,7 @@ pub async fn run(ctx: &Context, data_dir: Option<&Path>) -> Result<(), Failure> 
         compression: ctx.settings.compression,
         concurrency: ctx.settings.upload_concurrency,
         volume_size: ctx.settings.volume_size,
+        keys: ctx.settings.keys.clone(),
     };
     let record = push::push(store, &opts)
         .await

@@ -69,14 +69,15 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
         Retrying::new(store, ctx.retry_policy()),
         prefix,
         ctx.settings.compression,
+        ctx.settings.keys.clone(),
         &identities,
     );
     let t_encode = Instant::now();
-    let encoded = encode_off_thread(file, size, archive.compression())
+    let encoded = encode_off_thread(file, size, &archive, &name)
         .await
         .map_err(|e| fail(format!("cannot read it: {e}")))?;
     archive.timings.encode = t_encode.elapsed();
-    let content = encoded.header.content;
+    let content = encoded.content;
     let outcome = archive
         .push(&name, encoded, &local)
         .await
