@@ -19,6 +19,9 @@
 //!    `swift.rs`). `cargo xtask bench -- s3|azure|gcs|swift` runs one cloud's
 //!    figures only.
 //!
+//! 6. `wal-push` CPU time per segment with and without encryption
+//!    (`encryption.rs`); `cargo xtask bench -- encryption` runs only that.
+//!
 //! `cargo xtask bench -- peers [--segments N]` runs the side-by-side
 //! comparison with pgBackRest, barman-cloud and `cp` instead (`peers.rs`).
 //! `cargo xtask bench -- backup [--scale N]` measures base backups
@@ -35,6 +38,7 @@ use walship_e2e::{Cluster, Scratch};
 
 mod azure;
 mod backup;
+mod encryption;
 mod gcs;
 mod peers;
 mod s3;
@@ -71,6 +75,7 @@ fn main() {
         figures(&Scratch::new(&format!("bench-{name}")));
         return;
     }
+    let encryption_only = args.first().map(String::as_str) == Some("encryption");
     let scratch = Scratch::new("bench");
     let mut cluster = Cluster::init(&scratch, "bench");
     // Keep the finished segments around to measure them.
@@ -105,8 +110,14 @@ fn main() {
         .map(|s| std::fs::read(pg_wal.join(s)).unwrap())
         .collect();
 
+    if encryption_only {
+        encryption::figures(&scratch, &cluster, &segments);
+        cluster.stop();
+        return;
+    }
     compression_table(&data);
     process_figures(&scratch, &cluster, &segments);
+    encryption::figures(&scratch, &cluster, &segments);
     cluster.stop();
     for (_, figures) in clouds {
         figures(&scratch);

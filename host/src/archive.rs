@@ -8,8 +8,11 @@
 //! finished segments, which tests/e2e/replica.rs checks on a real pair, so
 //! their pushes of the same segment both succeed.
 
+use crate::crypto::Keys;
 use crate::identity::{IDENTITY_KEY, IdentityCache, IdentityRecord};
-use crate::object_format::{self, Compression, ContentId, Encoded, FormatError, HEADER_LEN};
+use crate::object_format::{
+    self, Compression, ContentId, Encoded, FormatError, HEADER_LEN, Stored,
+};
 use crate::pg_control::{ClusterIdentity, parse_segment_header};
 use crate::storage::{Key, ObjectStore, PutOptions, StorageError};
 use crate::transfer;
@@ -66,6 +69,25 @@ pub enum ArchiveError {
     NoArchive { prefix: String },
     #[error("the archive's {IDENTITY_KEY} is damaged: {0}")]
     DamagedIdentity(String),
+    #[error(
+        "the archive at {prefix} is encrypted (key {fingerprint}) and no encryption key is set: \
+         set WALG_LIBSODIUM_KEY or WALG_LIBSODIUM_KEY_PATH to that key; nothing was stored"
+    )]
+    KeyNeeded { prefix: String, fingerprint: String },
+    #[error(
+        "the archive at {prefix} is encrypted under key {fingerprint}, and the keys set are {have}: \
+         set that key (or, after a rotation, keep it in WALSHIP_DECRYPTION_KEY_PATHS); nothing was stored"
+    )]
+    WrongKey {
+        prefix: String,
+        fingerprint: String,
+        have: String,
+    },
+    #[error(
+        "the archive at {prefix} is not encrypted, and an encryption key is set: walship does not mix \
+         plaintext and encrypted objects; archive into a new, empty prefix to encrypt, or unset the key"
+    )]
+    NotEncrypted { prefix: String },
     #[error("{name} is not a WAL file of this cluster: {why}")]
     ForeignSegment { name: String, why: String },
     #[error(
@@ -125,6 +147,7 @@ pub struct Archive<'c, S> {
     store: S,
     prefix: String,
     compression: Compression,
+    keys: Keys,
     identities: &'c IdentityCache,
     /// WALSHIP_WAL_RATE_LIMIT, shared by every process of this archive.
     rate_limit: Option<crate::rate_limit::SharedRateLimit>,
@@ -149,10 +172,16 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         self.compression
     }
 
+    /// The keys objects are encrypted and decrypted with (none: in the clear).
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
     pub fn new(
         store: S,
         prefix: &str,
         compression: Compression,
+        keys: Keys,
         identities: &'c IdentityCache,
     ) -> Self {
         Self {
@@ -162,6 +191,7 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
             store,
             prefix: prefix.to_string(),
             compression,
+            keys,
             identities,
         }
     }
@@ -174,13 +204,13 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         encoded: Encoded,
         local: &ClusterIdentity,
     ) -> Result<PushOutcome, ArchiveError> {
-        check_belongs_to(name, &encoded.leading, encoded.header.content.length, local)?;
-        crate::wal_text_files::check(name, &encoded)?;
+        check_belongs_to(name, &encoded.leading, encoded.content.length, local)?;
+        crate::wal_text_files::check(name, &encoded, &self.keys)?;
         let t = std::time::Instant::now();
         self.archive_id = self.ensure_identity(local).await?;
         self.timings.identity = t.elapsed();
         let key = wal_key(name);
-        let (object, content) = (encoded.object, encoded.header.content);
+        let (object, content) = (encoded.object, encoded.content);
         let t = std::time::Instant::now();
         if let Some(limit) = &self.rate_limit {
             limit.take(object.len() as u64).await;
@@ -280,9 +310,15 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
             if let Some(rate) = &self.rate_limit {
                 rate.take(object.len() as u64).await;
             }
-            match object_format::decode_at_most(object, limit) {
-                Ok(bytes) => break bytes,
-                Err(source) if attempt >= READS => {
+            let stored = Stored {
+                at: key.as_str(),
+                keys: &self.keys,
+            };
+            match object_format::decode_at_most(object, limit, stored) {
+                Ok(decoded) => break decoded.bytes,
+                // A missing or wrong key is no accident of transport: say
+                // so at once.
+                Err(source) if attempt >= READS || !source.may_be_transient() => {
                     return Err(ArchiveError::Corrupt {
                         key: key.to_string(),
                         source,
@@ -325,23 +361,20 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
         let object = transfer::download(&mut self.store, key)
             .await
             .map_err(ArchiveError::storage("get", key))?;
-        let header =
-            object_format::decode_header(&object).map_err(|source| ArchiveError::Corrupt {
+        let stored = Stored {
+            at: key.as_str(),
+            keys: &self.keys,
+        };
+        let archived = object_format::decode_at_most(object, object_format::MAX_DECODED, stored)
+            .map_err(|source| ArchiveError::Corrupt {
                 key: key.to_string(),
                 source,
-            })?;
-        object_format::decode(object).map_err(|source| ArchiveError::Corrupt {
-            key: key.to_string(),
-            source,
-        })?;
-        if header.content == *local {
+            })?
+            .content;
+        if archived == *local {
             Ok(PushOutcome::AlreadyArchived)
         } else {
-            Err(ArchiveError::different_content(
-                name,
-                &header.content,
-                local,
-            ))
+            Err(ArchiveError::different_content(name, &archived, local))
         }
     }
 
@@ -359,14 +392,13 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
                 key: key.to_string(),
                 source,
             })?;
-        if header.content == *local {
-            Ok(PushOutcome::Stored)
-        } else {
-            Err(ArchiveError::different_content(
-                name,
-                &header.content,
-                local,
-            ))
+        match header.content() {
+            Some(archived) if archived == *local => Ok(PushOutcome::Stored),
+            Some(archived) => Err(ArchiveError::different_content(name, &archived, local)),
+            // An encrypted object's hash is inside it: read it whole.
+            None => match self.compare_existing(name, key, local).await? {
+                PushOutcome::AlreadyArchived | PushOutcome::Stored => Ok(PushOutcome::Stored),
+            },
         }
     }
 
@@ -409,6 +441,7 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
             None => self.create_identity(local).await?,
         };
         self.check_record(&record, local)?;
+        check_keys(&self.prefix, &record, &self.keys)?;
         self.identities
             .remember(&self.prefix, local, record.archive_id.as_deref());
         Ok(record.archive_id)
@@ -426,7 +459,7 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
             return Ok(record);
         }
         let key = identity_key();
-        let mine = IdentityRecord::new(*local);
+        let mine = IdentityRecord::new(*local, self.keys.current().map(|k| k.fingerprint()));
         let atomic = self.store.info().features.atomic_create_only;
         match self
             .store
@@ -497,6 +530,30 @@ impl<'c, S: ObjectStore> Archive<'c, S> {
             prefix: self.prefix.clone(),
             found: first.key.clone(),
         })
+    }
+}
+
+/// Writing into the archive `record` describes needs the keys to match:
+/// an encrypted archive takes objects only under a key that can read its
+/// first ones (a typo'd key file would otherwise leave WAL no one can
+/// restore), and a plaintext archive takes no encrypted objects (nor an
+/// encrypted one plaintext: see `NotEncrypted`).
+pub fn check_keys(prefix: &str, record: &IdentityRecord, keys: &Keys) -> Result<(), ArchiveError> {
+    match (record.encryption, keys.is_set()) {
+        (None, false) => Ok(()),
+        (None, true) => Err(ArchiveError::NotEncrypted {
+            prefix: prefix.to_string(),
+        }),
+        (Some(fp), false) => Err(ArchiveError::KeyNeeded {
+            prefix: prefix.to_string(),
+            fingerprint: fp.to_string(),
+        }),
+        (Some(fp), true) if keys.find(fp).is_some() => Ok(()),
+        (Some(fp), true) => Err(ArchiveError::WrongKey {
+            prefix: prefix.to_string(),
+            fingerprint: fp.to_string(),
+            have: keys.describe(),
+        }),
     }
 }
 

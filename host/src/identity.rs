@@ -3,13 +3,25 @@
 //! once, create-only, by the first push; never changed. It ends with a
 //! BLAKE3 checksum of itself, so a byte flipped in storage or in transit is
 //! caught (and the read retried) instead of parsed into a wrong identity.
+//!
+//! An encrypted archive says so here, in the clear, with the fingerprint of
+//! the key it was created with (never the key): a push with no key or an
+//! unrelated key is refused before anything is stored. Its layout version
+//! is 2, so a walship older than encryption refuses it instead of writing
+//! plaintext into it.
 
 use std::path::PathBuf;
 
+use crate::crypto::Fingerprint;
 use crate::pg_control::ClusterIdentity;
 
 pub const IDENTITY_KEY: &str = "identity.toml";
+/// An archive in the clear.
 pub const LAYOUT_VERSION: u32 = 1;
+/// An archive whose objects are all encrypted (docs/archive-format.md).
+pub const LAYOUT_VERSION_ENCRYPTED: u32 = 2;
+/// The only encryption there is so far (crypto/stream.rs).
+pub const ENCRYPTION_METHOD: &str = "xchacha20-poly1305-stream";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityRecord {
@@ -20,6 +32,9 @@ pub struct IdentityRecord {
     /// or a push-ahead marker vouches for can be tied to one archive.
     /// `None` in records written before walship had it.
     pub archive_id: Option<String>,
+    /// The fingerprint of the key the archive was created with; `None`: the
+    /// archive is not encrypted.
+    pub encryption: Option<Fingerprint>,
 }
 
 /// The keys a record written before the checksum has, exactly: a record
@@ -34,12 +49,18 @@ const LEGACY_KEYS: &[&str] = &[
 const CHECKSUM_PREFIX: &str = "checksum = \"blake3:";
 
 impl IdentityRecord {
-    /// A new archive's record, with a fresh archive id.
-    pub fn new(cluster: ClusterIdentity) -> Self {
+    /// A new archive's record, with a fresh archive id; encrypted under
+    /// the key with fingerprint `encryption`, if given.
+    pub fn new(cluster: ClusterIdentity, encryption: Option<Fingerprint>) -> Self {
         Self {
             cluster,
-            layout_version: LAYOUT_VERSION,
+            layout_version: if encryption.is_some() {
+                LAYOUT_VERSION_ENCRYPTED
+            } else {
+                LAYOUT_VERSION
+            },
             archive_id: Some(crate::random_id::random_hex128()),
+            encryption,
         }
     }
 
@@ -56,6 +77,13 @@ impl IdentityRecord {
         );
         if let Some(id) = &self.archive_id {
             body.push_str(&format!("archive_id = \"{id}\"\n"));
+        }
+        if let Some(fp) = &self.encryption {
+            body.push_str(&format!(
+                "# every object is encrypted; the key itself is never stored here\n\
+                 encryption = \"{ENCRYPTION_METHOD}\"\n\
+                 key_fingerprint = \"{fp}\"\n"
+            ));
         }
         body.push_str(&format!(
             "created_by = \"walship {}\"\n",
@@ -97,9 +125,34 @@ impl IdentityRecord {
             .and_then(|v| v.as_integer())
             .and_then(|v| u32::try_from(v).ok())
             .ok_or("layout_version missing")?;
-        if layout_version != LAYOUT_VERSION {
+        if layout_version != LAYOUT_VERSION && layout_version != LAYOUT_VERSION_ENCRYPTED {
             return Err(format!(
-                "archive layout version {layout_version} is not supported by this walship (1): upgrade walship"
+                "archive layout version {layout_version} is not supported by this walship (1 and 2): upgrade walship"
+            ));
+        }
+        let encryption = match table.get("encryption").map(|v| v.as_str()) {
+            None => None,
+            Some(Some(ENCRYPTION_METHOD)) => Some(
+                table
+                    .get("key_fingerprint")
+                    .and_then(|v| v.as_str())
+                    .and_then(Fingerprint::parse)
+                    .ok_or("key_fingerprint missing or not 16 hex digits")?,
+            ),
+            Some(other) => {
+                return Err(format!(
+                    "the archive is encrypted with {other:?}, which this walship does not know: upgrade walship"
+                ));
+            }
+        };
+        if (layout_version == LAYOUT_VERSION_ENCRYPTED) != encryption.is_some() {
+            return Err(format!(
+                "layout_version {layout_version} does not go with {}",
+                if encryption.is_some() {
+                    "encryption"
+                } else {
+                    "no encryption"
+                }
             ));
         }
         let system_identifier = table
@@ -123,6 +176,7 @@ impl IdentityRecord {
             },
             layout_version,
             archive_id,
+            encryption,
         })
     }
 }
@@ -193,12 +247,34 @@ mod tests {
 
     #[test]
     fn every_flipped_byte_is_caught_and_old_records_still_read() {
-        let rec = IdentityRecord::new(ClusterIdentity {
+        let cluster = ClusterIdentity {
             system_identifier: 7_441_234_567_890_123_456,
             wal_segment_size: 16 << 20,
-        });
+        };
+        let fp = crate::crypto::tests::test_key(1).fingerprint();
+        for rec in [
+            IdentityRecord::new(cluster, None),
+            IdentityRecord::new(cluster, Some(fp)),
+        ] {
+            every_flip_is_caught(&rec);
+        }
+        let rec = IdentityRecord::new(cluster, None);
+        // A record written before archive ids and checksums.
+        let legacy = "format = \"walship\"\nlayout_version = 1\nsystem_identifier = \"42\"\n\
+                      wal_segment_size = 16777216\ncreated_by = \"walship 0.1.0\"\n";
+        let old = IdentityRecord::parse(legacy).unwrap();
+        assert_eq!(old.cluster.system_identifier, 42);
+        assert_eq!(old.archive_id, None);
+        assert_eq!(old.encryption, None);
+        assert_ne!(
+            IdentityRecord::new(old.cluster, None).archive_id,
+            rec.archive_id
+        );
+    }
+
+    fn every_flip_is_caught(rec: &IdentityRecord) {
         let text = rec.to_toml();
-        assert_eq!(IdentityRecord::parse(&text).unwrap(), rec);
+        assert_eq!(IdentityRecord::parse(&text).unwrap(), *rec);
         for i in 0..text.len() {
             for bit in [0x01u8, 0x20] {
                 let mut bytes = text.clone().into_bytes();
@@ -212,13 +288,41 @@ mod tests {
                 }
             }
         }
-        // A record written before archive ids and checksums.
-        let legacy = "format = \"walship\"\nlayout_version = 1\nsystem_identifier = \"42\"\n\
-                      wal_segment_size = 16777216\ncreated_by = \"walship 0.1.0\"\n";
-        let old = IdentityRecord::parse(legacy).unwrap();
-        assert_eq!(old.cluster.system_identifier, 42);
-        assert_eq!(old.archive_id, None);
-        assert_ne!(IdentityRecord::new(old.cluster).archive_id, rec.archive_id);
+    }
+
+    /// An encrypted archive's record says so, names the key by its
+    /// fingerprint only, and has layout version 2 (which walships older
+    /// than encryption refuse); a record claiming encryption with layout 1,
+    /// or the reverse, is refused.
+    #[test]
+    fn an_encrypted_archive_says_so_and_names_only_the_fingerprint() {
+        let cluster = ClusterIdentity {
+            system_identifier: 42,
+            wal_segment_size: 16 << 20,
+        };
+        let key = crate::crypto::tests::test_key(7);
+        let rec = IdentityRecord::new(cluster, Some(key.fingerprint()));
+        let text = rec.to_toml();
+        assert!(text.contains("layout_version = 2\n"), "{text}");
+        assert!(text.contains(&format!("key_fingerprint = \"{}\"", key.fingerprint())));
+        assert_eq!(
+            IdentityRecord::parse(&text).unwrap().encryption,
+            Some(key.fingerprint())
+        );
+        let relabelled = |from: &str, to: &str| {
+            let body = text[..text.rfind(CHECKSUM_PREFIX).unwrap()].replace(from, to);
+            format!(
+                "{body}{CHECKSUM_PREFIX}{}\"\n",
+                blake3::hash(body.as_bytes()).to_hex()
+            )
+        };
+        assert!(
+            IdentityRecord::parse(&relabelled("layout_version = 2", "layout_version = 1")).is_err()
+        );
+        let e = IdentityRecord::parse(&relabelled(ENCRYPTION_METHOD, "rot13")).unwrap_err();
+        assert!(e.contains("upgrade walship"), "{e}");
+        let plain = IdentityRecord::new(cluster, None).to_toml();
+        assert!(plain.contains("layout_version = 1\n") && !plain.contains("encryption"));
     }
 
     #[test]
@@ -245,16 +349,19 @@ mod tests {
 
     #[test]
     fn record_round_trips_and_keeps_u64_precision() {
-        let rec = IdentityRecord::new(ClusterIdentity {
-            system_identifier: u64::MAX - 1,
-            wal_segment_size: 16 << 20,
-        });
+        let rec = IdentityRecord::new(
+            ClusterIdentity {
+                system_identifier: u64::MAX - 1,
+                wal_segment_size: 16 << 20,
+            },
+            None,
+        );
         assert_eq!(IdentityRecord::parse(&rec.to_toml()).unwrap(), rec);
         assert!(IdentityRecord::parse("format = \"other\"").is_err());
         assert!(
             IdentityRecord::parse(
                 &rec.to_toml()
-                    .replace("layout_version = 1", "layout_version = 2")
+                    .replace("layout_version = 1", "layout_version = 3")
             )
             .is_err()
         );

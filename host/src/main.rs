@@ -31,6 +31,7 @@ mod backup;
 mod cli;
 mod commands;
 mod conformance;
+mod crypto;
 mod file_write;
 mod identity;
 mod logging;

@@ -9,7 +9,8 @@
 //! restore the wrong way.
 
 use crate::backup::catalog::parse_lsn;
-use crate::object_format::{self, Encoded};
+use crate::crypto::Keys;
+use crate::object_format::{self, Encoded, Stored};
 use crate::timeline::History;
 use crate::wal_name::{WalFileKind, WalFileName};
 
@@ -23,7 +24,7 @@ pub struct InvalidWalText {
 
 /// Checks a history or backup-label file about to be archived (segments
 /// pass: `archive.rs` checks their header).
-pub fn check(name: &WalFileName, encoded: &Encoded) -> Result<(), InvalidWalText> {
+pub fn check(name: &WalFileName, encoded: &Encoded, keys: &Keys) -> Result<(), InvalidWalText> {
     let what = match name.kind() {
         WalFileKind::History { .. } => "timeline history file",
         WalFileKind::BackupLabel { .. } => "backup label file",
@@ -35,7 +36,13 @@ pub fn check(name: &WalFileName, encoded: &Encoded) -> Result<(), InvalidWalText
         why,
     };
     // Small files: decoding again costs nothing next to the upload.
-    let bytes = object_format::decode(encoded.object.clone()).map_err(|e| fail(e.to_string()))?;
+    let at = crate::archive::wal_key(name);
+    let stored = Stored {
+        at: at.as_str(),
+        keys,
+    };
+    let bytes =
+        object_format::decode(encoded.object.clone(), stored).map_err(|e| fail(e.to_string()))?;
     check_text(name, &bytes).map_err(fail)
 }
 

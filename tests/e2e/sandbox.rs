@@ -377,6 +377,13 @@ fn a_plugin_gets_no_setting_it_is_not_entitled_to() {
         ("PGPASSWORD", "pg-password-e2e-77b2".to_string()),
         ("WALSHIP_CONFIG", settings.display().to_string()),
         ("HOSTILE_TOKEN_FILE", token.display().to_string()),
+        // Issue 18: the encryption key goes to no plugin, even one the
+        // operator allows it to by name.
+        (
+            "WALG_LIBSODIUM_KEY",
+            "libsodium-key-e2e-4c1b-0123456789".to_string(),
+        ),
+        ("WALSHIP_PLUGIN_SETTINGS", "WALG_LIBSODIUM_KEY".to_string()),
     ];
     let env: Vec<(&str, &str)> = canaries.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = h.put("leak-settings", b"", &env);
@@ -386,6 +393,7 @@ fn a_plugin_gets_no_setting_it_is_not_entitled_to() {
         "pg-password-e2e-77b2",
         "5d2e",
         "token-from-a-file-9a41",
+        "libsodium-key-e2e-4c1b",
     ] {
         assert!(!out.stderr.contains(text), "{text} leaked:\n{out}");
     }

@@ -113,7 +113,7 @@ fn every_refused_name_stops_wal_push_and_stores_nothing() {
     let refused = refused_names();
     for name in PASSED_IN_SILENCE
         .iter()
-        .chain(&["WALG_LIBSODIUM_KEY", "WALG_PGP_KEY"])
+        .chain(&["WALG_PGP_KEY", "WALG_PGP_KEY_PATH"])
     {
         assert!(
             refused.iter().any(|r| r == name),
@@ -861,7 +861,7 @@ fn failures_stay_one_line_with_rust_backtrace_set() {
     };
     let push = format!("pg_wal/{}", s.segment);
     one_line(
-        &with(&[("WALG_LIBSODIUM_KEY", "k")])
+        &with(&[("WALG_PGP_KEY", "k")])
             .args(["wal-push", &push])
             .run(),
         "a refused setting",

@@ -466,20 +466,30 @@ fn prefix_holding_a_walg_archive_is_refused() {
     assert_eq!(listing(&walg).len(), 1);
 }
 
+/// WAL-G's OpenPGP settings are refused (and point at the libsodium ones);
+/// the libsodium key, refused before issue 18, now encrypts what is stored
+/// (the rest: tests/e2e/encryption.rs).
 #[test]
-fn walg_encryption_settings_are_refused() {
+fn walg_pgp_is_refused_and_libsodium_encrypts() {
     let s = Setup::new("libsodium");
     let out = s
         .walship()
-        .env("WALG_LIBSODIUM_KEY", "0123456789abcdef0123456789abcdef")
+        .env("WALG_PGP_KEY", "-----BEGIN PGP PUBLIC KEY BLOCK-----")
         .args(["wal-push", &format!("pg_wal/{}", s.segments[0])])
         .run();
     assert_push_refused(&out);
-    assert_mentions(&out, "libsodium");
+    assert_mentions(&out, "WALG_LIBSODIUM_KEY");
     assert!(
         !s.object(&s.segments[0]).exists(),
-        "the segment was stored although encryption was asked for"
+        "the segment was stored although OpenPGP encryption was asked for"
     );
+    s.walship()
+        .env("WALG_LIBSODIUM_KEY", "0123456789abcdef0123456789abcdef")
+        .args(["wal-push", &format!("pg_wal/{}", s.segments[0])])
+        .run()
+        .ok();
+    let object = fs::read(s.object(&s.segments[0])).expect("stored");
+    assert_eq!(object[13], 1, "the stored object is not encrypted");
 }
 
 #[test]

@@ -5,6 +5,10 @@
 //! - `backups/<name>.json`: its record, in walship's object format (64-byte
 //!   header, BLAKE3 over the JSON), written LAST and create-only.
 //!
+//! In an encrypted archive every object here (records, reservations,
+//! permanence marks) is encrypted like a WAL object, under its own key
+//! name: a record carries the backup's `backup_label`.
+//!
 //! The record's existence is what makes a backup complete: a backup-push
 //! that dies half-way leaves volumes without a record, which is never listed
 //! nor restored (`list_unfinished` finds them for retention).
@@ -21,7 +25,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::object_format::{self, Compression};
+use crate::crypto::Keys;
+use crate::object_format::{self, Compression, Stored};
 use crate::storage::{Key, ListOptions, ObjectStore, PutOptions, StorageError};
 use crate::transfer;
 use crate::wal_name::WalFileName;
@@ -74,6 +79,10 @@ pub struct BackupRecord {
     /// Sum of the volumes' stored bytes.
     pub stored_bytes: u64,
     pub compression: Compression,
+    /// The volumes are encrypted (sealed streams, crypto/stream.rs). Absent
+    /// in records of backups in the clear.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
     pub volumes: Vec<VolumeRecord>,
     pub tablespaces: Vec<TablespaceRecord>,
     pub backup_label: String,
@@ -141,17 +150,17 @@ impl Reservation {
         reservation_key(&self.name)
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self, keys: &Keys) -> Result<Vec<u8>, BackupError> {
         let json = serde_json::to_vec_pretty(self).expect("a reservation always serializes");
-        object_format::encode(&json, Compression::None).0
+        seal_json(&self.key(), &json, keys)
     }
 
-    pub fn decode(key: &str, object: Vec<u8>) -> Result<Self, BackupError> {
+    pub fn decode(key: &str, object: Vec<u8>, keys: &Keys) -> Result<Self, BackupError> {
         let damaged = |why: String| BackupError::DamagedRecord {
             key: key.to_string(),
             why,
         };
-        let json = object_format::decode(object).map_err(|e| damaged(e.to_string()))?;
+        let json = open_json(key, object, keys)?;
         let r: Reservation = serde_json::from_slice(&json).map_err(|e| damaged(e.to_string()))?;
         if r.format != IN_PROGRESS_FORMAT {
             return Err(damaged(format!("format is {:?}", r.format)));
@@ -183,6 +192,7 @@ pub async fn set_permanent<S: ObjectStore>(
     store: &mut S,
     name: &str,
     permanent: bool,
+    keys: &Keys,
 ) -> Result<(), BackupError> {
     check_name(name)?;
     let key = permanent_key(name);
@@ -192,7 +202,7 @@ pub async fn set_permanent<S: ObjectStore>(
             "name": name,
             "marked_at": format_time(SystemTime::now()),
         });
-        let body = object_format::encode(json.to_string().as_bytes(), Compression::None).0;
+        let body = seal_json(&key, json.to_string().as_bytes(), keys)?;
         store
             .put(&key, &body, &PutOptions::overwrite())
             .await
@@ -218,6 +228,14 @@ pub enum BackupError {
     },
     #[error("backup record {key} is damaged: {why}")]
     DamagedRecord { key: String, why: String },
+    /// Cannot be decrypted (no key, another key): no re-read helps.
+    #[error("{key} cannot be read: {source}")]
+    Unreadable {
+        key: String,
+        source: object_format::FormatError,
+    },
+    #[error("cannot encrypt {key}: {why}")]
+    Seal { key: String, why: String },
     #[error("no backup named {0} in the archive (see `walship backup-list`)")]
     NotFound(String),
     #[error("the archive has no complete backup (see `walship backup-list`)")]
@@ -226,6 +244,39 @@ pub enum BackupError {
     AlreadyExists(String),
     #[error("{0:?} is not a backup name")]
     InvalidName(String),
+}
+
+/// A small JSON object as stored: in walship's object format, encrypted
+/// under `keys` (if any) and bound to its storage key.
+fn seal_json(key: &Key, json: &[u8], keys: &Keys) -> Result<Vec<u8>, BackupError> {
+    let stored = Stored {
+        at: key.as_str(),
+        keys,
+    };
+    object_format::encode(json, Compression::None, stored)
+        .map(|(object, _)| object)
+        .map_err(|e| BackupError::Seal {
+            key: key.to_string(),
+            why: e.to_string(),
+        })
+}
+
+/// The JSON inside a stored object: `DamagedRecord` if a re-read may help,
+/// `Unreadable` if it cannot (a key problem).
+fn open_json(key: &str, object: Vec<u8>, keys: &Keys) -> Result<Vec<u8>, BackupError> {
+    object_format::decode(object, Stored { at: key, keys }).map_err(|e| {
+        if e.may_be_transient() {
+            BackupError::DamagedRecord {
+                key: key.to_string(),
+                why: e.to_string(),
+            }
+        } else {
+            BackupError::Unreadable {
+                key: key.to_string(),
+                source: e,
+            }
+        }
+    })
 }
 
 fn storage(op: &'static str, key: &str) -> impl FnOnce(StorageError) -> BackupError + use<> {
@@ -252,19 +303,20 @@ impl BackupRecord {
         parse_time(&self.finish_time)
     }
 
-    /// The record as stored: JSON in a walship object (checksummed).
-    pub fn encode(&self) -> Vec<u8> {
+    /// The record as stored: JSON in a walship object (checksummed, and
+    /// encrypted under `keys` if any).
+    pub fn encode(&self, keys: &Keys) -> Result<Vec<u8>, BackupError> {
         let json = serde_json::to_vec_pretty(self).expect("a record always serializes");
-        object_format::encode(&json, Compression::None).0
+        seal_json(&record_key(&self.name), &json, keys)
     }
 
     /// Reads a stored record, checking its checksum and its fields.
-    pub fn decode(key: &str, object: Vec<u8>) -> Result<Self, BackupError> {
+    pub fn decode(key: &str, object: Vec<u8>, keys: &Keys) -> Result<Self, BackupError> {
         let damaged = |why: String| BackupError::DamagedRecord {
             key: key.to_string(),
             why,
         };
-        let json = object_format::decode(object).map_err(|e| damaged(e.to_string()))?;
+        let json = open_json(key, object, keys)?;
         let record: BackupRecord =
             serde_json::from_slice(&json).map_err(|e| damaged(e.to_string()))?;
         if record.format != RECORD_FORMAT {
@@ -336,6 +388,7 @@ pub fn check_name(name: &str) -> Result<(), BackupError> {
 pub async fn reserve<S: ObjectStore>(
     store: &mut S,
     template: &Reservation,
+    keys: &Keys,
 ) -> Result<Reservation, BackupError> {
     const MAX_TRIES: u32 = 1000;
     let base = base_name(&template.start_wal);
@@ -357,14 +410,14 @@ pub async fn reserve<S: ObjectStore>(
         };
         let key = mine.key();
         match store
-            .put(&key, &mine.encode(), &PutOptions::create_only())
+            .put(&key, &mine.encode(keys)?, &PutOptions::create_only())
             .await
         {
             Ok(_) if atomic => return Ok(mine),
             Ok(_) | Err(StorageError::AlreadyExists(_)) => {
                 // Ours (a retried put whose first answer was lost, or a store
                 // that may have let a racing writer through), or another's?
-                match read_reservation(store, &name).await {
+                match read_reservation(store, &name, keys).await {
                     Ok(Some(r)) if r.run_id == mine.run_id => return Ok(mine),
                     Ok(_) | Err(BackupError::DamagedRecord { .. }) => continue,
                     Err(e) => return Err(e),
@@ -383,11 +436,12 @@ pub async fn heartbeat<S: ObjectStore>(
     store: &mut S,
     reservation: &mut Reservation,
     now: SystemTime,
+    keys: &Keys,
 ) -> Result<(), BackupError> {
     reservation.heartbeat_time = format_time(now);
     let key = reservation.key();
     store
-        .put(&key, &reservation.encode(), &PutOptions::overwrite())
+        .put(&key, &reservation.encode(keys)?, &PutOptions::overwrite())
         .await
         .map(|_| ())
         .map_err(storage("put", key.as_str()))
@@ -397,8 +451,12 @@ pub async fn heartbeat<S: ObjectStore>(
 pub async fn read_reservation<S: ObjectStore>(
     store: &mut S,
     name: &str,
+    keys: &Keys,
 ) -> Result<Option<Reservation>, BackupError> {
-    read_verified(store, &reservation_key(name), Reservation::decode).await
+    read_verified(store, &reservation_key(name), |k, o| {
+        Reservation::decode(k, o, keys)
+    })
+    .await
 }
 
 /// Backups without a record: each with its reservation, when it has a
@@ -406,10 +464,11 @@ pub async fn read_reservation<S: ObjectStore>(
 /// interrupted run of an older walship, or a damaged reservation).
 pub async fn list_unfinished_with_reservations<S: ObjectStore>(
     store: &mut S,
+    keys: &Keys,
 ) -> Result<Vec<(String, Option<Reservation>)>, BackupError> {
     let mut out = Vec::new();
     for name in list_unfinished(store).await? {
-        let reservation = match read_reservation(store, &name).await {
+        let reservation = match read_reservation(store, &name, keys).await {
             Ok(r) => r,
             Err(BackupError::DamagedRecord { .. }) => None,
             Err(e) => return Err(e),
@@ -488,11 +547,14 @@ async fn scan<S: ObjectStore>(store: &mut S) -> Result<(Vec<String>, Vec<String>
 }
 
 /// Every complete backup, oldest first by (finish time, name).
-pub async fn list_backups<S: ObjectStore>(store: &mut S) -> Result<Vec<BackupRecord>, BackupError> {
+pub async fn list_backups<S: ObjectStore>(
+    store: &mut S,
+    keys: &Keys,
+) -> Result<Vec<BackupRecord>, BackupError> {
     let (names, _) = scan(store).await?;
     let mut out = Vec::with_capacity(names.len());
     for name in names {
-        out.push(read_backup(store, &name).await?);
+        out.push(read_backup(store, &name, keys).await?);
     }
     sort_oldest_first(&mut out);
     Ok(out)
@@ -516,10 +578,11 @@ pub async fn list_unfinished<S: ObjectStore>(store: &mut S) -> Result<Vec<String
 pub async fn read_backup<S: ObjectStore>(
     store: &mut S,
     name: &str,
+    keys: &Keys,
 ) -> Result<BackupRecord, BackupError> {
     check_name(name)?;
     let key = record_key(name);
-    let record = read_verified(store, &key, BackupRecord::decode)
+    let record = read_verified(store, &key, |k, o| BackupRecord::decode(k, o, keys))
         .await?
         .ok_or_else(|| BackupError::NotFound(name.to_string()))?;
     if record.name != name {
@@ -563,14 +626,15 @@ async fn read_verified<S: ObjectStore, T>(
 pub async fn resolve<S: ObjectStore>(
     store: &mut S,
     name_or_latest: &str,
+    keys: &Keys,
 ) -> Result<BackupRecord, BackupError> {
     if name_or_latest == LATEST {
-        list_backups(store)
+        list_backups(store, keys)
             .await?
             .pop()
             .ok_or(BackupError::NoBackups)
     } else {
-        read_backup(store, name_or_latest).await
+        read_backup(store, name_or_latest, keys).await
     }
 }
 
@@ -578,11 +642,12 @@ pub async fn resolve<S: ObjectStore>(
 pub async fn write_record<S: ObjectStore>(
     store: &mut S,
     record: &BackupRecord,
+    keys: &Keys,
 ) -> Result<(), BackupError> {
     check_name(&record.name)?;
     let key = record_key(&record.name);
     match store
-        .put(&key, &record.encode(), &PutOptions::create_only())
+        .put(&key, &record.encode(keys)?, &PutOptions::create_only())
         .await
     {
         Ok(_) => Ok(()),
@@ -689,6 +754,11 @@ pub fn parse_time(s: &str) -> Option<SystemTime> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::crypto::tests::test_key;
+
+    fn none() -> Keys {
+        Keys::none()
+    }
 
     pub(crate) fn sample_record(name: &str, start_wal: &str, finish_time: &str) -> BackupRecord {
         BackupRecord {
@@ -709,6 +779,7 @@ pub(crate) mod tests {
             original_bytes: 3 << 20,
             stored_bytes: 1 << 20,
             compression: Compression::Zstd,
+            encrypted: false,
             volumes: vec![VolumeRecord {
                 key: format!("{}0001.tar.zst", data_prefix(name)),
                 original_len: 3 << 20,
@@ -733,13 +804,13 @@ pub(crate) mod tests {
             "000000010000000000000004",
             "2026-12-02T00:00:00Z",
         );
-        let bytes = r.encode();
+        let bytes = r.encode(&none()).unwrap();
         assert_eq!(
             &bytes[..8],
             b"WALSHIP\0",
             "stored in walship's object format"
         );
-        let back = BackupRecord::decode("k", bytes.clone()).unwrap();
+        let back = BackupRecord::decode("k", bytes.clone(), &none()).unwrap();
         assert_eq!(back, r);
         assert_eq!(back.start_lsn(), 0x400_0028);
         assert_eq!(back.stop_lsn(), 0x400_0138);
@@ -752,15 +823,15 @@ pub(crate) mod tests {
         let last = flipped.len() - 3;
         flipped[last] ^= 1;
         assert!(matches!(
-            BackupRecord::decode("k", flipped),
+            BackupRecord::decode("k", flipped, &none()),
             Err(BackupError::DamagedRecord { .. })
         ));
         let mut foreign = r.clone();
         foreign.volumes[0].key = "wal/000000010000000000000004".into();
-        assert!(BackupRecord::decode("k", foreign.encode()).is_err());
+        assert!(BackupRecord::decode("k", foreign.encode(&none()).unwrap(), &none()).is_err());
         let mut newer = r;
         newer.version = 2;
-        let e = BackupRecord::decode("k", newer.encode()).unwrap_err();
+        let e = BackupRecord::decode("k", newer.encode(&none()).unwrap(), &none()).unwrap_err();
         assert!(e.to_string().contains("upgrade walship"), "{e}");
     }
 
@@ -828,8 +899,8 @@ pub(crate) mod tests {
         use crate::memory_store::MemoryStore;
         let mut a = MemoryStore::new();
         let mut b = a.worker().unwrap();
-        let ra = reserve(&mut a, &template("a")).await.unwrap();
-        let rb = reserve(&mut b, &template("b")).await.unwrap();
+        let ra = reserve(&mut a, &template("a"), &none()).await.unwrap();
+        let rb = reserve(&mut b, &template("b"), &none()).await.unwrap();
         assert_eq!(ra.name, "base_000000010000000000000004");
         assert_eq!(rb.name, "base_000000010000000000000004_2");
         // A complete backup's name is not reused either.
@@ -837,11 +908,11 @@ pub(crate) mod tests {
             sample_record(&rb.name, "000000010000000000000004", "2026-12-02T00:00:00Z");
         record.name = "base_000000010000000000000004_3".into();
         record.volumes.clear();
-        write_record(&mut a, &record).await.unwrap();
-        let rc = reserve(&mut a, &template("c")).await.unwrap();
+        write_record(&mut a, &record, &none()).await.unwrap();
+        let rc = reserve(&mut a, &template("c"), &none()).await.unwrap();
         assert_eq!(rc.name, "base_000000010000000000000004_4");
         assert_eq!(
-            read_reservation(&mut a, &rb.name)
+            read_reservation(&mut a, &rb.name, &none())
                 .await
                 .unwrap()
                 .unwrap()
@@ -854,13 +925,19 @@ pub(crate) mod tests {
         let key = reservation_key("base_000000010000000000000009");
         let mut other = template("winner");
         other.name = "base_000000010000000000000009".into();
-        a.put(&key, &other.encode(), &PutOptions::create_only())
-            .await
-            .unwrap();
+        a.put(
+            &key,
+            &other.encode(&none()).unwrap(),
+            &PutOptions::create_only(),
+        )
+        .await
+        .unwrap();
+        let mut loser = template("loser");
+        loser.name = other.name.clone();
         let err = a
             .put(
                 &key,
-                &template("loser").encode(),
+                &loser.encode(&none()).unwrap(),
                 &PutOptions::create_only(),
             )
             .await;
@@ -898,7 +975,7 @@ pub(crate) mod tests {
             "a clock behind ours"
         );
         assert!(!r.is_running(beat + HEARTBEAT_STALE));
-        let back = Reservation::decode("k", r.encode()).unwrap();
+        let back = Reservation::decode("k", r.encode(&none()).unwrap(), &none()).unwrap();
         assert_eq!(back, r);
     }
 
@@ -912,5 +989,38 @@ pub(crate) mod tests {
         sort_oldest_first(&mut v);
         let names: Vec<_> = v.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["c", "a", "b"]);
+    }
+
+    /// Issue 18: in an encrypted archive a record (it carries the
+    /// backup_label) shows nothing in the clear, opens only with the key and
+    /// under its own name, and a key problem is not "damaged" (no re-reads).
+    #[test]
+    fn encrypted_records_hide_the_backup_label() {
+        let keys = Keys::new(test_key(1), Vec::new());
+        let name = "base_000000010000000000000004";
+        let r = sample_record(name, "000000010000000000000004", "2026-12-02T00:00:00Z");
+        let bytes = r.encode(&keys).unwrap();
+        assert!(!bytes.windows(19).any(|w| w == b"START WAL LOCATION:"));
+        assert!(!bytes.windows(6).any(|w| w == b"/srv/t"));
+        let at = record_key(name);
+        assert_eq!(
+            BackupRecord::decode(at.as_str(), bytes.clone(), &keys).unwrap(),
+            r
+        );
+        let e = BackupRecord::decode(at.as_str(), bytes.clone(), &none()).unwrap_err();
+        assert!(matches!(e, BackupError::Unreadable { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&test_key(1).fingerprint().to_string()),
+            "{e}"
+        );
+        // Another record's name: the storage handed out the wrong object.
+        let elsewhere = record_key("base_000000010000000000000009");
+        let e = BackupRecord::decode(elsewhere.as_str(), bytes, &keys).unwrap_err();
+        assert!(matches!(e, BackupError::DamagedRecord { .. }), "{e}");
+        let mut res = template("x");
+        res.name = name.into();
+        let back = Reservation::decode(res.key().as_str(), res.encode(&keys).unwrap(), &keys);
+        assert_eq!(back.unwrap(), res);
     }
 }

@@ -38,6 +38,9 @@ pub struct FetchOptions {
     pub as_root: bool,
     /// Bandwidth limits (WALG_NETWORK_RATE_LIMIT, WALG_DISK_RATE_LIMIT).
     pub limits: crate::rate_limit::Limits,
+    /// Decrypt the volumes of an encrypted backup (the keys its record was
+    /// read with).
+    pub keys: crate::crypto::Keys,
 }
 
 /// An absolute path with nothing to resolve: no `.` or `..` component, no
@@ -238,6 +241,7 @@ async fn download_volumes<S: ObjectStore>(
             if let Err(e) = fetch_volume(
                 s,
                 record,
+                &opts.keys,
                 &volumes[i],
                 target.clone(),
                 locations.clone(),
@@ -269,6 +273,7 @@ async fn download_volumes<S: ObjectStore>(
 async fn fetch_volume<S: ObjectStore>(
     store: &mut S,
     record: &BackupRecord,
+    keys: &crate::crypto::Keys,
     v: &VolumeRecord,
     target: Arc<PathBuf>,
     locations: Arc<Locations>,
@@ -279,7 +284,12 @@ async fn fetch_volume<S: ObjectStore>(
     let key = Key::new(v.key.clone()).map_err(|e| anyhow!("{e}"))?;
     let disk = limits.disk.clone();
     let (tx, rx) = mpsc::channel::<Vec<u8>>(2);
-    let compression = record.compression;
+    let format = volume::VolumeFormat {
+        key: v.key.clone(),
+        compression: record.compression,
+        keys: keys.clone(),
+    };
+    let encrypted = record.encrypted;
     let expected = v.clone();
     let unpacker = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let mut stored = volume::Verifying::new(volume::AtMost::new(
@@ -289,7 +299,7 @@ async fn fetch_volume<S: ObjectStore>(
         ));
         let unpacked = {
             let decompressed = volume::AtMost::new(
-                volume::decompressor(compression, &mut stored)?,
+                volume::decompressor(&format, encrypted, &mut stored)?,
                 expected.original_len,
                 "unpacked",
             );
@@ -671,6 +681,7 @@ mod tests {
             use_recorded_locations: recorded,
             as_root,
             limits: Default::default(),
+            keys: crate::crypto::Keys::none(),
         }
     }
 

@@ -117,6 +117,8 @@ pub struct PushOptions {
     pub volume_size: u64,
     /// Bandwidth limits (WALG_NETWORK_RATE_LIMIT, WALG_DISK_RATE_LIMIT).
     pub limits: crate::rate_limit::Limits,
+    /// Encrypt volumes and records under these (none: in the clear).
+    pub keys: crate::crypto::Keys,
 }
 
 /// Runs a whole backup-push; returns the record written.
@@ -132,7 +134,7 @@ pub async fn push<S: ObjectStore>(
         .map_err(|e| anyhow!(e))?;
     disable_session_timeouts(&client).await?;
     let server = check_server(&client, &local, &opts.conn).await?;
-    check_archive(&mut store, &client, &local, &opts.prefix).await?;
+    check_archive(&mut store, &client, &local, opts).await?;
 
     let started_at = SystemTime::now();
     let t0 = Instant::now();
@@ -166,7 +168,7 @@ pub async fn push<S: ObjectStore>(
         from_standby: server.in_recovery,
         created_by: format!("walship {}", env!("CARGO_PKG_VERSION")),
     };
-    let reservation = catalog::reserve(&mut store, &template)
+    let reservation = catalog::reserve(&mut store, &template, &opts.keys)
         .await
         .map_err(|e| anyhow!("cannot reserve a name for the backup: {e}"))?;
     let name = reservation.name.clone();
@@ -179,7 +181,7 @@ pub async fn push<S: ObjectStore>(
     let heartbeat_store = store.worker();
     let result = {
         let work = copy_and_stop(&mut store, opts, &client, &server, &local, &name, start);
-        keep_alive(heartbeat_store, reservation.clone(), work).await
+        keep_alive(heartbeat_store, reservation.clone(), &opts.keys, work).await
     };
     match result {
         Ok(record) => {
@@ -222,6 +224,7 @@ pub async fn push<S: ObjectStore>(
 async fn keep_alive<S: ObjectStore, T>(
     store: Option<S>,
     mut reservation: Reservation,
+    keys: &crate::crypto::Keys,
     work: impl std::future::Future<Output = T>,
 ) -> T {
     let beat = async {
@@ -231,7 +234,7 @@ async fn keep_alive<S: ObjectStore, T>(
         loop {
             tokio::time::sleep(catalog::HEARTBEAT_EVERY).await;
             if let Err(e) =
-                catalog::heartbeat(&mut store, &mut reservation, SystemTime::now()).await
+                catalog::heartbeat(&mut store, &mut reservation, SystemTime::now(), keys).await
             {
                 eprintln!("walship: warning: backup-push heartbeat: {e}");
             }
@@ -360,8 +363,9 @@ async fn check_archive<S: ObjectStore>(
     store: &mut S,
     client: &tokio_postgres::Client,
     local: &ClusterIdentity,
-    prefix: &str,
+    opts: &PushOptions,
 ) -> anyhow::Result<()> {
+    let prefix = opts.prefix.as_str();
     let mut switched = false;
     let deadline = Instant::now() + FIRST_ARCHIVE_WAIT;
     let record = loop {
@@ -404,6 +408,8 @@ async fn check_archive<S: ObjectStore>(
         }
         .into());
     }
+    // Before anything is uploaded: the keys must be the archive's.
+    crate::archive::check_keys(prefix, &record, &opts.keys)?;
     Ok(())
 }
 
@@ -530,13 +536,14 @@ async fn copy_and_stop<S: ObjectStore>(
         original_bytes: volumes.iter().map(|v| v.original_len).sum(),
         stored_bytes: volumes.iter().map(|v| v.stored_len).sum(),
         compression: opts.compression,
+        encrypted: opts.keys.is_set(),
         volumes,
         tablespaces: tree.tablespaces,
         backup_label,
         tablespace_map: spcmap,
         created_by: format!("walship {}", env!("CARGO_PKG_VERSION")),
     };
-    catalog::write_record(store, &record).await?;
+    catalog::write_record(store, &record, &opts.keys).await?;
     Ok(record)
 }
 
@@ -703,10 +710,15 @@ async fn upload_volumes<S: ObjectStore>(
             let key = Key::new(keys[i].clone()).expect("valid volume key");
             let (tx, mut rx) = mpsc::channel::<Msg>(1);
             let (entries, range) = (entries.clone(), plan[i].clone());
-            let (compression, counter) = (opts.compression, progress.done.clone());
+            let format = volume::VolumeFormat {
+                key: keys[i].clone(),
+                compression: opts.compression,
+                keys: opts.keys.clone(),
+            };
+            let counter = progress.done.clone();
             let disk = opts.limits.disk.clone();
             let producer = tokio::task::spawn_blocking(move || {
-                volume::produce(&entries[range], compression, part_size, tx, counter, disk)
+                volume::produce(&entries[range], &format, part_size, tx, counter, disk)
             });
             let uploaded = volume::upload(s, &key, &mut rx, opts.limits.network.as_ref()).await;
             drop(rx);

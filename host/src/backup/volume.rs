@@ -1,7 +1,9 @@
 //! Volumes: tar streams, compressed as one zstd or lz4 frame (or not at
-//! all), cut into parts on the way to the store. Both hashes (of the stored
-//! bytes and of the tar bytes) are computed while streaming, so a volume is
-//! never held in memory whole; memory per volume in flight is a few parts.
+//! all), encrypted as one sealed stream when a key is set (crypto/stream.rs,
+//! bound to the volume's storage key), cut into parts on the way to the
+//! store. Both hashes (of the stored bytes and of the tar bytes) are
+//! computed while streaming, so a volume is never held in memory whole;
+//! memory per volume in flight is a few parts (and one 64 KiB chunk).
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
 use super::walk::{Entry, EntryKind};
+use crate::crypto::{Keys, Opening, Sealing, StreamContext};
 use crate::object_format::{Compression, ZSTD_LEVEL};
 use crate::storage::{Key, ObjectStore, PartReceipt, PutOptions, StorageError};
 
@@ -109,14 +112,41 @@ impl Write for PartSink {
     }
 }
 
+/// Where compressed bytes go: straight into parts, or through encryption.
+enum Sink {
+    Plain(PartSink),
+    Sealed(Sealing<PartSink>),
+}
+
+impl Sink {
+    fn finish(self) -> io::Result<PartSink> {
+        match self {
+            Sink::Plain(s) => Ok(s),
+            Sink::Sealed(s) => s.finish(),
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Plain(s) => s.write(data),
+            Sink::Sealed(s) => s.write(data),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 enum Compressor {
-    Zstd(zstd::stream::Encoder<'static, PartSink>),
-    Lz4(lz4_flex::frame::FrameEncoder<PartSink>),
-    None(PartSink),
+    Zstd(zstd::stream::Encoder<'static, Sink>),
+    Lz4(lz4_flex::frame::FrameEncoder<Sink>),
+    None(Sink),
 }
 
 impl Compressor {
-    fn new(compression: Compression, sink: PartSink) -> io::Result<Self> {
+    fn new(compression: Compression, sink: Sink) -> io::Result<Self> {
         Ok(match compression {
             Compression::Zstd => {
                 let mut e = zstd::stream::Encoder::new(sink, ZSTD_LEVEL)?;
@@ -130,9 +160,9 @@ impl Compressor {
 
     fn finish(self) -> io::Result<PartSink> {
         match self {
-            Compressor::Zstd(e) => e.finish(),
-            Compressor::Lz4(e) => e.finish().map_err(io::Error::other),
-            Compressor::None(s) => Ok(s),
+            Compressor::Zstd(e) => e.finish()?.finish(),
+            Compressor::Lz4(e) => e.finish().map_err(io::Error::other)?.finish(),
+            Compressor::None(s) => s.finish(),
         }
     }
 }
@@ -205,25 +235,41 @@ impl Read for SizedReader<'_> {
     }
 }
 
+/// How a volume is stored: its storage key (an encrypted volume is bound
+/// to it), compression, and the keys (none: in the clear).
+pub struct VolumeFormat {
+    pub key: String,
+    pub compression: Compression,
+    pub keys: Keys,
+}
+
 /// Builds one volume from `entries` and sends its stored bytes to `tx` in
 /// parts. Runs on a blocking thread.
 pub fn produce(
     entries: &[Entry],
-    compression: Compression,
+    format: &VolumeFormat,
     part_size: usize,
     tx: mpsc::Sender<Msg>,
     progress: Arc<AtomicU64>,
     disk: Option<crate::rate_limit::RateLimit>,
 ) -> io::Result<VolumeSums> {
-    let sink = PartSink {
+    let parts = PartSink {
         buf: Vec::with_capacity(part_size),
         part_size,
         tx,
         hasher: blake3::Hasher::new(),
         len: 0,
     };
+    let sink = match format.keys.current() {
+        None => Sink::Plain(parts),
+        Some(key) => Sink::Sealed(Sealing::new(
+            key,
+            StreamContext::Volume { key: &format.key },
+            parts,
+        )?),
+    };
     let mut builder = tar::Builder::new(TarHashing {
-        inner: Compressor::new(compression, sink)?,
+        inner: Compressor::new(format.compression, sink)?,
         hasher: blake3::Hasher::new(),
         len: 0,
     });
@@ -446,7 +492,6 @@ impl Read for ChannelReader {
     }
 }
 
-/// The tar stream inside stored bytes.
 /// A reader that fails once its source yields more than `limit` bytes: a
 /// volume is never longer than its record says, stored or unpacked, so a
 /// few KiB that decompress to gigabytes (or a store that keeps sending)
@@ -485,14 +530,24 @@ impl<R: Read> Read for AtMost<R> {
     }
 }
 
+/// The tar stream inside stored bytes: decrypted (if `encrypted`) and
+/// decompressed as they are read. A volume that does not authenticate fails
+/// the read; one encrypted under a key walship lacks fails at once.
 pub fn decompressor<'a, R: Read + 'a>(
-    compression: Compression,
+    format: &VolumeFormat,
+    encrypted: bool,
     stored: R,
 ) -> io::Result<Box<dyn Read + 'a>> {
-    Ok(match compression {
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(stored)?),
-        Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(stored)),
-        Compression::None => Box::new(stored),
+    let compressed: Box<dyn Read + 'a> = if encrypted {
+        let context = StreamContext::Volume { key: &format.key };
+        Box::new(Opening::new(&format.keys, context, stored).map_err(io::Error::other)?)
+    } else {
+        Box::new(stored)
+    };
+    Ok(match format.compression {
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(compressed)?),
+        Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(compressed)),
+        Compression::None => compressed,
     })
 }
 
@@ -516,9 +571,14 @@ mod at_most_tests {
         let (tx, rx) = mpsc::channel(1);
         drop(rx);
         for compression in [Compression::None, Compression::Zstd, Compression::Lz4] {
+            let format = VolumeFormat {
+                key: "backups/b/0001.tar".into(),
+                compression,
+                keys: crate::crypto::Keys::none(),
+            };
             let e = produce(
                 &entries,
-                compression,
+                &format,
                 1 << 16,
                 tx.clone(),
                 Arc::new(AtomicU64::new(0)),
@@ -543,7 +603,12 @@ mod at_most_tests {
         // zstd, recorded as unpacking to 1 KiB, stops after 1 KiB.
         let bomb = zstd::encode_all(&vec![0u8; 1 << 20][..], 19).unwrap();
         assert!(bomb.len() < 1024);
-        let unpacked = decompressor(Compression::Zstd, &bomb[..]).unwrap();
+        let format = VolumeFormat {
+            key: "backups/b/0001.tar.zst".into(),
+            compression: Compression::Zstd,
+            keys: crate::crypto::Keys::none(),
+        };
+        let unpacked = decompressor(&format, false, &bomb[..]).unwrap();
         let mut limited = AtMost::new(unpacked, 1024, "unpacked");
         let mut got = Vec::new();
         assert!(limited.read_to_end(&mut got).is_err());
@@ -566,18 +631,25 @@ mod tests {
         std::fs::write(dir.join("base/1/1259"), crate_data(3_000_000)).unwrap();
         std::fs::write(dir.join("PG_VERSION"), "15\n").unwrap();
         let tree = walk::walk(&dir).unwrap();
-        for compression in [Compression::Zstd, Compression::Lz4, Compression::None] {
+        let marker = crate_data(3_000_000);
+        let keyed = Keys::new(crate::crypto::tests::test_key(1), Vec::new());
+        for (compression, keys) in [
+            (Compression::Zstd, Keys::none()),
+            (Compression::Lz4, Keys::none()),
+            (Compression::None, Keys::none()),
+            (Compression::Zstd, keyed.clone()),
+            (Compression::None, keyed.clone()),
+        ] {
+            let encrypted = keys.is_set();
+            let format = VolumeFormat {
+                key: "backups/b/0001.tar".into(),
+                compression,
+                keys,
+            };
             let (tx, mut rx) = mpsc::channel(1024);
             let progress = Arc::new(AtomicU64::new(0));
-            let sums = produce(
-                &tree.entries,
-                compression,
-                1 << 20,
-                tx,
-                progress.clone(),
-                None,
-            )
-            .unwrap();
+            let sums =
+                produce(&tree.entries, &format, 1 << 20, tx, progress.clone(), None).unwrap();
             assert_eq!(progress.load(Ordering::Relaxed), 3_000_003);
             let mut stored = Vec::new();
             let mut parts = 0;
@@ -593,9 +665,25 @@ mod tests {
             assert!(compression != Compression::None || parts >= 3, "{parts}");
             assert_eq!(stored.len() as u64, sums.stored_len);
             assert_eq!(blake3::hash(&stored), sums.stored_blake3);
+            if encrypted {
+                // Not one 32-byte run of the file's bytes is stored.
+                assert!(!stored.windows(32).any(|w| w == &marker[5000..5032]));
+                // Under another volume's name it does not open.
+                let moved = VolumeFormat {
+                    key: "backups/b/0002.tar".into(),
+                    compression,
+                    keys: keyed.clone(),
+                };
+                let mut out = Vec::new();
+                assert!(
+                    decompressor(&moved, true, &stored[..])
+                        .and_then(|mut r| r.read_to_end(&mut out))
+                        .is_err()
+                );
+            }
             let mut verifying = Verifying::new(&stored[..]);
             let mut tar = Vec::new();
-            decompressor(compression, &mut verifying)
+            decompressor(&format, encrypted, &mut verifying)
                 .unwrap()
                 .read_to_end(&mut tar)
                 .unwrap();

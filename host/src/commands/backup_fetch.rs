@@ -43,13 +43,14 @@ pub async fn run(
         // SAFETY: geteuid has no preconditions.
         as_root: unsafe { libc::geteuid() } == 0,
         limits: ctx.rate_limits(),
+        keys: ctx.settings.keys.clone(),
     };
     let target_existed = target.exists();
     // No prefix is the first thing to report, before any plugin is looked for.
     ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
     let plugin = ctx.load_plugin().map_err(|e| fail(format!("{e:#}")))?;
     let mut store = super::open_store_with(ctx, &plugin, &fail, ctx.restore_retry_policy()).await?;
-    let record = catalog::resolve(&mut store, name)
+    let record = catalog::resolve(&mut store, name, &ctx.settings.keys)
         .await
         .map_err(|e| fail(e.to_string()))?;
     let locations = fetch::prepare(&record, &opts).map_err(|e| fail(format!("{e:#}")))?;

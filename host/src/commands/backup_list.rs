@@ -19,7 +19,7 @@ pub async fn run(ctx: &Context, json: bool, detail: bool) -> Result<(), Failure>
     check_is_an_archive(&mut store, prefix)
         .await
         .map_err(fail)?;
-    let records = catalog::list_backups(&mut store)
+    let records = catalog::list_backups(&mut store, &ctx.settings.keys)
         .await
         .map_err(|e| fail(e.to_string()))?;
     let mut permanent = Vec::with_capacity(records.len());

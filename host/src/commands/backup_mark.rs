@@ -11,10 +11,10 @@ pub async fn run(ctx: &Context, name: &str, permanent: bool) -> Result<(), Failu
     ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
     let plugin = ctx.load_plugin().map_err(|e| fail(format!("{e:#}")))?;
     let mut store = super::open_store(ctx, &plugin, &fail).await?;
-    let record = catalog::resolve(&mut store, name)
+    let record = catalog::resolve(&mut store, name, &ctx.settings.keys)
         .await
         .map_err(|e| fail(e.to_string()))?;
-    catalog::set_permanent(&mut store, &record.name, permanent)
+    catalog::set_permanent(&mut store, &record.name, permanent, &ctx.settings.keys)
         .await
         .map_err(|e| fail(e.to_string()))?;
     println!(

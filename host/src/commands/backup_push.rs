@@ -47,6 +47,7 @@ pub async fn run(ctx: &Context, data_dir: Option<&Path>) -> Result<(), Failure> 
         concurrency: ctx.settings.upload_concurrency,
         volume_size: ctx.settings.volume_size,
         limits: ctx.rate_limits(),
+        keys: ctx.settings.keys.clone(),
     };
     let record = push::push(store, &opts)
         .await

@@ -6,7 +6,9 @@
 //! then WAL, then each backup's volumes, its permanence mark, and its
 //! record last (a backup is listed at the copy only once all of it is
 //! there). A copy interrupted at any moment and run again ends complete.
-//! PITR works from the copy as from the original.
+//! PITR works from the copy as from the original. An encrypted archive is
+//! copied as it is stored (the copy needs the same keys); the keys it runs
+//! with verify what is copied.
 
 use std::collections::BTreeMap;
 
@@ -55,9 +57,16 @@ pub async fn run(ctx: &Context, to: &str) -> Result<(), Failure> {
         .map_err(|e| fail(format!("{to}: {e}{}", super::storage_hint(&e))))?;
     let mut dest = Retrying::new(dest, ctx.retry_policy());
     let mut tally = Tally::default();
-    copy(&mut source, &mut dest, from, to, &mut tally)
-        .await
-        .map_err(|e| fail(format!("{e:#} (run the command again to finish)")))?;
+    copy(
+        &mut source,
+        &mut dest,
+        from,
+        to,
+        &ctx.settings.keys,
+        &mut tally,
+    )
+    .await
+    .map_err(|e| fail(format!("{e:#} (run the command again to finish)")))?;
     println!(
         "copied {} WAL files ({} already there), {} backups with {} volumes ({} already there), \
          {} bytes, from {from} to {to}; every object read back and verified",
@@ -76,6 +85,7 @@ async fn copy<S: ObjectStore, D: ObjectStore>(
     dest: &mut D,
     from: &str,
     to: &str,
+    keys: &crate::crypto::Keys,
     tally: &mut Tally,
 ) -> anyhow::Result<()> {
     // Identity: the same cluster, or none yet at the destination.
@@ -133,15 +143,21 @@ async fn copy<S: ObjectStore, D: ObjectStore>(
             .with_context(|| format!("get {} from {from}", o.key))?;
         // Verified before it goes anywhere: a damaged source object is not
         // copied as if it were good.
-        object_format::decode(bytes.clone())
-            .map_err(|e| anyhow!("{} at {from} is damaged ({e}): not copied", o.key))?;
+        object_format::decode(
+            bytes.clone(),
+            object_format::Stored {
+                at: key.as_str(),
+                keys,
+            },
+        )
+        .map_err(|e| anyhow!("{} at {from} is damaged ({e}): not copied", o.key))?;
         put_verified(dest, &key, &bytes).await?;
         tally.wal_copied += 1;
         tally.bytes += bytes.len() as u64;
     }
 
     // Backups: volumes, then the mark, then the record.
-    let records = catalog::list_backups(source).await?;
+    let records = catalog::list_backups(source, keys).await?;
     let there = sizes(dest, catalog::BACKUPS_PREFIX).await?;
     for record in &records {
         let record_key = catalog::record_key(&record.name);
@@ -166,10 +182,10 @@ async fn copy<S: ObjectStore, D: ObjectStore>(
             tally.bytes += v.stored_len;
         }
         if catalog::is_permanent(source, &record.name).await? {
-            catalog::set_permanent(dest, &record.name, true).await?;
+            catalog::set_permanent(dest, &record.name, true, keys).await?;
         }
         let (_, bytes) = source.get(&record_key, None).await?;
-        BackupRecord::decode(record_key.as_str(), bytes.clone())?;
+        BackupRecord::decode(record_key.as_str(), bytes.clone(), keys)?;
         put_verified(dest, &record_key, &bytes).await?;
         tally.backups_copied += 1;
     }

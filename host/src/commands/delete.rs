@@ -72,7 +72,9 @@ pub async fn run(ctx: &Context, command: &DeleteCommand) -> Result<(), Failure> 
     let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
     let plugin = ctx.load_plugin().map_err(|e| fail(format!("{e:#}")))?;
     let mut store = open_store(ctx, &plugin, &fail).await?;
-    let view = ArchiveView::load(&mut store, prefix).await.map_err(fail)?;
+    let view = ArchiveView::load(&mut store, prefix, &ctx.settings.keys)
+        .await
+        .map_err(fail)?;
     let mut out = std::io::stdout().lock();
     if view.backups.is_empty() {
         let _ = writeln!(
@@ -104,9 +106,10 @@ pub async fn run(ctx: &Context, command: &DeleteCommand) -> Result<(), Failure> 
     let now = std::time::SystemTime::now();
     let mut running = Vec::new();
     let mut unfinished = Vec::new();
-    for (name, reservation) in catalog::list_unfinished_with_reservations(&mut store)
-        .await
-        .map_err(|e| fail(e.to_string()))?
+    for (name, reservation) in
+        catalog::list_unfinished_with_reservations(&mut store, &ctx.settings.keys)
+            .await
+            .map_err(|e| fail(e.to_string()))?
     {
         match reservation {
             Some(r) if r.is_running(now) => running.push(r),

@@ -383,6 +383,20 @@ pub fn storage_hint(e: &StorageError) -> &'static str {
     }
 }
 
+/// CPU time (user + system, every thread) this process has used so far, in
+/// milliseconds, for `WALSHIP_TIMINGS` (the benchmark's CPU per segment).
+pub fn cpu_ms() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is valid.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return 0.0;
+    }
+    // SAFETY: initialised by the successful call above.
+    let usage = unsafe { usage.assume_init() };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
+}
+
 /// Peak resident memory of this process so far (VmHWM), for `WALSHIP_TIMINGS`.
 pub fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

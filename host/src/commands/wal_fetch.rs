@@ -92,6 +92,7 @@ pub async fn run(ctx: &Context, name: &str, destination: &Path) -> Result<(), Fa
         Retrying::new(store, ctx.restore_retry_policy()),
         prefix,
         ctx.settings.compression,
+        ctx.settings.keys.clone(),
         &identities,
     )
     .with_rate_limit(ctx.wal_rate_limit());

@@ -63,8 +63,14 @@ pub async fn run(ctx: &Context, name: &str) -> Result<(), Failure> {
         };
         let jobs = stores.into_iter().map(|store| {
             let store = Retrying::new(store, ctx.retry_policy());
-            let archive = Archive::new(store, prefix, ctx.settings.compression, &identities)
-                .with_rate_limit(ctx.wal_rate_limit());
+            let archive = Archive::new(
+                store,
+                prefix,
+                ctx.settings.compression,
+                ctx.settings.keys.clone(),
+                &identities,
+            )
+            .with_rate_limit(ctx.wal_rate_limit());
             lane(archive, &window, &local, ctx.started)
         });
         futures::future::join_all(jobs).await;

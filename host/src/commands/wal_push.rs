@@ -69,15 +69,16 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
         Retrying::new(store, ctx.retry_policy()),
         prefix,
         ctx.settings.compression,
+        ctx.settings.keys.clone(),
         &identities,
     )
     .with_rate_limit(ctx.wal_rate_limit());
     let t_encode = Instant::now();
-    let encoded = encode_off_thread(file, size, archive.compression())
+    let encoded = encode_off_thread(file, size, &archive, &name)
         .await
         .map_err(|e| fail(format!("cannot read it: {e}")))?;
     archive.timings.encode = t_encode.elapsed();
-    let content = encoded.header.content;
+    let content = encoded.content;
     let outcome = archive
         .push(&name, encoded, &local)
         .await
@@ -110,7 +111,7 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
     if ctx.settings.timings {
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
         eprintln!(
-            "walship: timings: op=push startup_ms={:.2} open_ms={:.2} plugin_open_ms={:.2} identity_ms={:.2} read_compress_hash_ms={:.2} store_ms={:.2} total_ms={:.2} peak_rss_kib={} component_load_ms={:.2} link_ms={:.2} plugin_load={:?}",
+            "walship: timings: op=push startup_ms={:.2} open_ms={:.2} plugin_open_ms={:.2} identity_ms={:.2} read_compress_hash_ms={:.2} store_ms={:.2} total_ms={:.2} cpu_ms={:.2} peak_rss_kib={} component_load_ms={:.2} link_ms={:.2} plugin_load={:?}",
             ms(ctx.started, t_start_read),
             ms(t_start_read, t_read),
             ms(t_read, t_open),
@@ -118,6 +119,7 @@ pub async fn run(ctx: &Context, path: &Path) -> Result<(), Failure> {
             archive.timings.encode.as_secs_f64() * 1e3,
             archive.timings.store.as_secs_f64() * 1e3,
             ms(ctx.started, t_done),
+            super::cpu_ms(),
             super::peak_rss_kib(),
             plugin.load_time.as_secs_f64() * 1e3,
             plugin.link_time.as_secs_f64() * 1e3,

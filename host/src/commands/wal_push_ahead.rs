@@ -19,7 +19,7 @@ use super::{Context, EXIT_FAILURE, Failure};
 use crate::archive::Archive;
 use crate::identity::IdentityCache;
 use crate::logging::{LogLevelFilter, log_line};
-use crate::object_format::{self, Compression, Encoded};
+use crate::object_format::{self, Encoded, Stored};
 use crate::pg_control::{ClusterIdentity, read_cluster_identity};
 use crate::push_ahead::{Claim, StatusDir};
 use crate::storage::ObjectStore;
@@ -62,8 +62,14 @@ pub async fn run(ctx: &Context, wal_dir: &Path) -> Result<(), Failure> {
     };
     let jobs = stores.into_iter().map(|store| {
         let store = crate::retry::Retrying::new(store, ctx.retry_policy());
-        let archive = Archive::new(store, prefix, ctx.settings.compression, &identities)
-            .with_rate_limit(ctx.wal_rate_limit());
+        let archive = Archive::new(
+            store,
+            prefix,
+            ctx.settings.compression,
+            ctx.settings.keys.clone(),
+            &identities,
+        )
+        .with_rate_limit(ctx.wal_rate_limit());
         lane(archive, &queue, &local, ctx.started)
     });
     futures::future::join_all(jobs).await;
@@ -142,10 +148,10 @@ async fn push_one<S: ObjectStore>(
     let path = queue.status.wal_file(name);
     let file = std::fs::File::open(&path).map_err(|e| format!("cannot read it: {e}"))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let encoded = encode_off_thread(file, size, archive.compression())
+    let encoded = encode_off_thread(file, size, archive, name)
         .await
         .map_err(|e| format!("cannot read it: {e}"))?;
-    let content = encoded.header.content;
+    let content = encoded.content;
     archive
         .push(name, encoded, local)
         .await
@@ -168,16 +174,27 @@ async fn push_one<S: ObjectStore>(
         .map_err(|e| format!("stored, but cannot record it: {e}"))
 }
 
-/// Reads and encodes a WAL file on the blocking pool, so several files are
-/// compressed on several cores while uploads wait on the network.
-pub async fn encode_off_thread(
+/// Reads and encodes (compresses, and encrypts if a key is set) a WAL file
+/// for `archive` on the blocking pool, so several files are compressed on
+/// several cores while uploads wait on the network.
+pub async fn encode_off_thread<S: ObjectStore>(
     file: std::fs::File,
     size: u64,
-    compression: Compression,
+    archive: &Archive<'_, S>,
+    name: &WalFileName,
 ) -> std::io::Result<Encoded> {
-    tokio::task::spawn_blocking(move || object_format::encode_from(file, size, compression))
-        .await
-        .map_err(std::io::Error::other)?
+    let compression = archive.compression();
+    let keys = archive.keys().clone();
+    let at = crate::archive::wal_key(name);
+    tokio::task::spawn_blocking(move || {
+        let stored = Stored {
+            at: at.as_str(),
+            keys: &keys,
+        };
+        object_format::encode_from(file, size, compression, stored)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Starts the pusher for `status` unless one runs or there is nothing for

@@ -10,8 +10,9 @@ use serde_json::json;
 
 use super::{Context, EXIT_FAILURE, Failure, open_store};
 use crate::backup::catalog::{self, BackupRecord, format_lsn};
+use crate::crypto::Keys;
 use crate::identity::IDENTITY_KEY;
-use crate::object_format;
+use crate::object_format::{self, Stored};
 use crate::storage::{Key, ObjectStore};
 use crate::timeline::{History, TimelineSummary, WalInventory, segment_file_name, summarize};
 use crate::transfer;
@@ -32,7 +33,11 @@ pub struct ArchiveView {
 }
 
 impl ArchiveView {
-    pub async fn load<S: ObjectStore>(store: &mut S, prefix: &str) -> Result<ArchiveView, String> {
+    pub async fn load<S: ObjectStore>(
+        store: &mut S,
+        prefix: &str,
+        keys: &Keys,
+    ) -> Result<ArchiveView, String> {
         let identity = match crate::archive::read_identity(store).await {
             Ok(Some(record)) => record,
             Ok(None) => {
@@ -73,7 +78,14 @@ impl ArchiveView {
             let name = format!("{tl:08X}.history");
             let key = Key::new(format!("wal/{name}")).expect("valid key");
             let text = match transfer::download(store, &key).await {
-                Ok(object) => object_format::decode(object).map_err(|e| e.to_string()),
+                Ok(object) => object_format::decode(
+                    object,
+                    Stored {
+                        at: key.as_str(),
+                        keys,
+                    },
+                )
+                .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             match text.and_then(|bytes| {
@@ -86,7 +98,7 @@ impl ArchiveView {
             }
         }
 
-        let backups = catalog::list_backups(store)
+        let backups = catalog::list_backups(store, keys)
             .await
             .map_err(|e| e.to_string())?;
         if let Some(b) = backups.iter().find(|b| b.wal_segment_size != segment_size) {
@@ -126,7 +138,9 @@ pub async fn run(ctx: &Context, as_json: bool) -> Result<(), Failure> {
     let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
     let plugin = ctx.load_plugin().map_err(|e| fail(format!("{e:#}")))?;
     let mut store = open_store(ctx, &plugin, &fail).await?;
-    let view = ArchiveView::load(&mut store, prefix).await.map_err(fail)?;
+    let view = ArchiveView::load(&mut store, prefix, &ctx.settings.keys)
+        .await
+        .map_err(fail)?;
     let summaries = summarize(&view.inventory, &view.histories);
     let out = if as_json {
         serde_json::to_string_pretty(&to_json(&view, &summaries)).expect("json") + "\n"

@@ -12,6 +12,10 @@
 //! per worker. Exit 0 when all is well; 1 with the list of missing and
 //! damaged files otherwise (WAL-G's semantics). WAL-G's check names
 //! (`integrity`, `timeline`) are accepted; both checks always run.
+//!
+//! In an encrypted archive it also reports which key each segment needs
+//! (by fingerprint, as ranges of segments): what must be kept before an
+//! old key is thrown away after a rotation.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,7 +28,8 @@ use super::open_store;
 use super::wal_show::{ArchiveView, range_text};
 use super::{Context, EXIT_FAILURE, Failure};
 use crate::backup::catalog::format_lsn;
-use crate::object_format;
+use crate::crypto::{Fingerprint, Keys};
+use crate::object_format::{self, Stored};
 use crate::pg_control::parse_segment_header;
 use crate::storage::{Key, ObjectStore, StorageError};
 use crate::timeline::{History, PathStep, WalInventory, path_to, runs, timeline_on_path};
@@ -130,7 +135,9 @@ pub async fn run(ctx: &Context, checks: &[String], as_json: bool) -> Result<(), 
     let prefix = ctx.prefix().map_err(|e| fail(format!("{e:#}")))?;
     let plugin = ctx.load_plugin().map_err(|e| fail(format!("{e:#}")))?;
     let mut store = open_store(ctx, &plugin, &fail).await?;
-    let view = ArchiveView::load(&mut store, prefix).await.map_err(fail)?;
+    let view = ArchiveView::load(&mut store, prefix, &ctx.settings.keys)
+        .await
+        .map_err(fail)?;
     let size = u64::from(view.segment_size);
     let spans: Vec<BackupSpan> = view
         .backups
@@ -155,7 +162,12 @@ pub async fn run(ctx: &Context, checks: &[String], as_json: bool) -> Result<(), 
     }
     let workers = ctx.settings.download_concurrency.max(1);
     let checked = present.len();
-    let (gone, damaged) = check_all(store, present, workers, &view).await;
+    let (gone, damaged, by_key) =
+        check_all(store, present, workers, &view, &ctx.settings.keys).await;
+    let by_key: Vec<(String, usize, Vec<String>)> = by_key
+        .into_iter()
+        .map(|(fp, names)| (fp, names.len(), missing_ranges(&names, view.segment_size)))
+        .collect();
     missing.extend(gone);
     missing.sort_by(|a, b| (&a[8..], &a[..8]).cmp(&(&b[8..], &b[..8])));
     let mut problems: Vec<String> = Vec::new();
@@ -203,6 +215,9 @@ pub async fn run(ctx: &Context, checks: &[String], as_json: bool) -> Result<(), 
                 "name": n, "start_wal": a, "stop_wal": b, "wal_ok": ok,
             })).collect::<Vec<_>>(),
             "off_path_backups": exp.off_path,
+            "keys": by_key.iter().map(|(fp, n, ranges)| json!({
+                "fingerprint": fp, "segments": n, "ranges": ranges,
+            })).collect::<Vec<_>>(),
         });
         serde_json::to_string_pretty(&doc).expect("json") + "\n"
     } else {
@@ -239,6 +254,12 @@ pub async fn run(ctx: &Context, checks: &[String], as_json: bool) -> Result<(), 
             o.push_str(&format!(
                 "note: backup {n} is on a timeline the latest one does not descend from at its start\n"
             ));
+        }
+        for (fp, n, ranges) in &by_key {
+            o.push_str(&format!("encrypted under key {fp}: {n} segments\n"));
+            for r in ranges {
+                o.push_str(&format!("  {r}\n"));
+            }
         }
         if !missing.is_empty() {
             o.push_str(&format!("missing ({}):\n", missing.len()));
@@ -297,14 +318,19 @@ fn missing_ranges(names: &[String], segment_size: u32) -> Vec<String> {
         .collect()
 }
 
+/// Names of segments by the fingerprint of the key they are encrypted under.
+type ByKey = BTreeMap<String, Vec<String>>;
+
 /// Downloads and checks `names` with up to `workers` plugin instances.
-/// Returns (names that vanished, (name, why) of damaged ones).
+/// Returns (names that vanished, (name, why) of damaged ones, names of the
+/// intact encrypted ones by key).
 async fn check_all<S: ObjectStore>(
     store: S,
     names: Vec<(String, u64)>,
     workers: usize,
     view: &ArchiveView,
-) -> (Vec<String>, Vec<(String, String)>) {
+    keys: &Keys,
+) -> (Vec<String>, Vec<(String, String)>, ByKey) {
     let total = names.len();
     let mut stores = vec![store];
     while stores.len() < workers.min(total.max(1)) {
@@ -316,15 +342,22 @@ async fn check_all<S: ObjectStore>(
     let queue = RefCell::new(names.into_iter());
     let gone = RefCell::new(Vec::new());
     let damaged = RefCell::new(Vec::new());
+    let by_key = RefCell::new(ByKey::new());
     let progress = RefCell::new((0usize, Instant::now()));
     let lanes = stores.into_iter().map(|mut store| {
-        let (queue, gone, damaged, progress) = (&queue, &gone, &damaged, &progress);
+        let (queue, gone, damaged, progress, by_key) =
+            (&queue, &gone, &damaged, &progress, &by_key);
         async move {
             loop {
                 let next = queue.borrow_mut().next();
                 let Some((name, segno)) = next else { break };
-                match check_one(&mut store, &name, segno, view).await {
-                    Ok(()) => {}
+                match check_one(&mut store, &name, segno, view, keys).await {
+                    Ok(None) => {}
+                    Ok(Some(fp)) => by_key
+                        .borrow_mut()
+                        .entry(fp.to_string())
+                        .or_default()
+                        .push(name),
                     Err(Check::Gone) => gone.borrow_mut().push(name),
                     Err(Check::Damaged(why)) => damaged.borrow_mut().push((name, why)),
                 }
@@ -340,7 +373,11 @@ async fn check_all<S: ObjectStore>(
     futures::future::join_all(lanes).await;
     let mut damaged = damaged.into_inner();
     damaged.sort();
-    (gone.into_inner(), damaged)
+    let mut by_key = by_key.into_inner();
+    for names in by_key.values_mut() {
+        names.sort();
+    }
+    (gone.into_inner(), damaged, by_key)
 }
 
 enum Check {
@@ -348,19 +385,27 @@ enum Check {
     Damaged(String),
 }
 
+/// Checks one segment; returns the key it is encrypted under, if it is.
 async fn check_one<S: ObjectStore>(
     store: &mut S,
     name: &str,
     segno: u64,
     view: &ArchiveView,
-) -> Result<(), Check> {
+    keys: &Keys,
+) -> Result<Option<Fingerprint>, Check> {
     let key = Key::new(format!("wal/{name}")).expect("valid key");
     let object = match transfer::download(store, &key).await {
         Ok(o) => o,
         Err(StorageError::NotFound(_)) => return Err(Check::Gone),
         Err(e) => return Err(Check::Damaged(format!("cannot read it: {e}"))),
     };
-    let bytes = object_format::decode(object).map_err(|e| Check::Damaged(e.to_string()))?;
+    let stored = Stored {
+        at: key.as_str(),
+        keys,
+    };
+    let decoded = object_format::decode_at_most(object, object_format::MAX_DECODED, stored)
+        .map_err(|e| Check::Damaged(e.to_string()))?;
+    let bytes = decoded.bytes;
     if bytes.len() as u64 != u64::from(view.segment_size) {
         return Err(Check::Damaged(format!(
             "{} bytes, segments are {}",
@@ -383,7 +428,7 @@ async fn check_one<S: ObjectStore>(
             format_lsn(expected)
         )));
     }
-    Ok(())
+    Ok(decoded.key)
 }
 
 #[cfg(test)]

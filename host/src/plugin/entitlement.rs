@@ -15,7 +15,10 @@
 //! - any secret file: the host would read a file of the plugin's choosing.
 //!
 //! Bundled plugins ship with walship and are as trusted as it is: they get
-//! what they declare.
+//! what they declare, with one exception: key material (the encryption key
+//! settings, and the files that hold keys) goes to no plugin at all, not
+//! even one the operator allows it to: encryption exists so that storage
+//! and plugins never hold a key (settings/keys.rs).
 
 use crate::storage::{BackendInfo, ConfigKey, ConfigKind};
 
@@ -32,6 +35,8 @@ pub enum Provenance {
 /// Why a declared setting is not handed over.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    #[error("it holds or names an encryption key, which no plugin ever receives")]
+    EncryptionKey,
     #[error("it is one of walship's or WAL-G's own settings")]
     Walship,
     #[error("it is a PostgreSQL setting")]
@@ -64,6 +69,9 @@ const PROCESS_NAMES: &[&str] = &[
 /// Why `key` is not handed to a plugin of `provenance`, or `None` if it is.
 /// `allowed` are the names the operator allows by name.
 pub fn refusal(provenance: Provenance, key: &ConfigKey, allowed: &[String]) -> Option<Refusal> {
+    if crate::settings::keys::is_key_setting(&key.name) {
+        return Some(Refusal::EncryptionKey);
+    }
     if provenance == Provenance::Bundled || allowed.contains(&key.name) {
         return None;
     }
@@ -142,7 +150,11 @@ mod tests {
         let none: &[String] = &[];
         for (name, kind, why) in [
             ("WALSHIP_CONFIG", ConfigKind::SecretFile, Refusal::Walship),
-            ("WALG_LIBSODIUM_KEY", ConfigKind::Secret, Refusal::Walship),
+            (
+                "WALG_LIBSODIUM_KEY",
+                ConfigKind::Secret,
+                Refusal::EncryptionKey,
+            ),
             ("PGPASSWORD", ConfigKind::Secret, Refusal::Postgres),
             ("HOME", ConfigKind::Plain, Refusal::Process),
             ("LD_PRELOAD", ConfigKind::Plain, Refusal::Process),
@@ -203,6 +215,36 @@ mod tests {
                 refusal(Provenance::Bundled, &key(name, ConfigKind::SecretFile), &[]),
                 None
             );
+        }
+    }
+
+    /// Issue 18: the encryption key never reaches a plugin: not a bundled
+    /// one, not one the operator allows the name to, in no form (the key,
+    /// its file as a secret file, older key files).
+    #[test]
+    fn no_plugin_ever_receives_an_encryption_key() {
+        for name in [
+            "WALG_LIBSODIUM_KEY",
+            "WALSHIP_ENCRYPTION_KEY",
+            "WALG_LIBSODIUM_KEY_PATH",
+            "WALSHIP_ENCRYPTION_KEY_PATH",
+            "WALSHIP_DECRYPTION_KEY_PATHS",
+            "WALG_PGP_KEY",
+        ] {
+            let allowed = vec![name.to_string()];
+            for provenance in [Provenance::Bundled, Provenance::ThirdParty] {
+                for kind in [
+                    ConfigKind::Plain,
+                    ConfigKind::Secret,
+                    ConfigKind::SecretFile,
+                ] {
+                    assert_eq!(
+                        refusal(provenance, &key(name, kind), &allowed),
+                        Some(Refusal::EncryptionKey),
+                        "{name} {provenance:?} {kind:?}"
+                    );
+                }
+            }
         }
     }
 }

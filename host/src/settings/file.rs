@@ -28,6 +28,12 @@ pub const TOML_KEYS: &[(&str, &str)] = &[
     ("ca_file", "WALSHIP_CA_FILE"),
     ("volume_size", "WALSHIP_VOLUME_SIZE"),
     ("prefetch_dir", "WALSHIP_PREFETCH_DIR"),
+    ("encryption_key_path", "WALSHIP_ENCRYPTION_KEY_PATH"),
+    (
+        "encryption_key_transform",
+        "WALSHIP_ENCRYPTION_KEY_TRANSFORM",
+    ),
+    ("decryption_key_paths", "WALSHIP_DECRYPTION_KEY_PATHS"),
 ];
 
 /// WAL-G's default settings file, read when no file is named.

@@ -10,6 +10,7 @@
 //! `names.rs` (honoured, refused, or ignored with a warning).
 
 pub mod file;
+pub mod keys;
 pub mod names;
 pub mod sources;
 
@@ -36,6 +37,9 @@ pub struct Settings {
     pub plugin_dirs: Vec<PathBuf>,
     pub cache_dir: Option<PathBuf>,
     pub compression: Compression,
+    /// The encryption keys (none: the archive is in the clear). Their
+    /// `Debug` shows fingerprints only.
+    pub keys: crate::crypto::Keys,
     pub log_level: LogLevelFilter,
     /// Bounds every command (PostgreSQL would otherwise wait forever).
     pub deadline: Duration,
@@ -267,13 +271,16 @@ impl<'s> Resolver<'s> {
 }
 
 pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, SettingsError> {
-    let sources = read_sources(args, env)?;
+    let mut sources = read_sources(args, env)?;
     let all_set = sources.all_set();
     let warnings = names::review(all_set.iter().map(|(name, found)| names::SetSetting {
         name,
         value: &found.value,
         described: found.origin.to_string(),
     }))?;
+    drop(all_set);
+    let encryption_keys = keys::resolve(&sources)?;
+    keys::scrub(&mut sources);
     let mut r = Resolver {
         sources: &sources,
         effective: Vec::new(),
@@ -334,7 +341,9 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
         DEFAULT_PLUGIN_MEMORY_MIB,
     )?;
 
-    let vars = sources.vars();
+    let mut vars = sources.vars();
+    // Key material is walship's alone: not even a bundled plugin gets it.
+    vars.retain(|name, _| !keys::is_key_setting(name));
     let var = |name: &str| vars.get(name).filter(|v| !v.is_empty()).cloned();
     let path = |r: &mut Resolver, setting, names: &[&str]| {
         r.get(setting, names).map(|f| PathBuf::from(f.value))
@@ -443,6 +452,7 @@ pub fn resolve(args: &GlobalArgs, env: &Environment) -> Result<Settings, Setting
         plugin_dirs,
         cache_dir,
         compression,
+        keys: encryption_keys,
         log_level,
         deadline,
         plugin_memory_bytes: plugin_memory_mib << 20,
@@ -744,20 +754,92 @@ mod tests {
         let other = temp_file("named.toml", "log_level = \"info\"\n");
         let s = resolve(&with_file(&other), &env(&[("HOME", &home)])).unwrap();
         assert_eq!(s.prefix, None);
-        // And a key kept there is refused like the same environment variable.
-        std::fs::write(dir.join(".walg.json"), r#"{"WALG_LIBSODIUM_KEY": "k"}"#).unwrap();
+        // And a refused setting kept there is refused like the same
+        // environment variable.
+        std::fs::write(dir.join(".walg.json"), r#"{"WALG_PGP_KEY": "k"}"#).unwrap();
         let e = resolve(&GlobalArgs::default(), &env(&[("HOME", &home)])).unwrap_err();
         assert!(e.to_string().contains(".walg.json"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Issue 18: WAL-G's libsodium names are honoured (they were refused),
+    /// the OpenPGP ones stay refused and point at them, and the key's text
+    /// is in nothing the settings keep: not their Debug output, not what
+    /// plugins are handed, not an error.
     #[test]
-    fn encryption_settings_are_refused_not_ignored() {
-        let e = resolve(&GlobalArgs::default(), &env(&[("WALG_LIBSODIUM_KEY", "k")])).unwrap_err();
+    fn the_libsodium_key_is_honoured_and_never_shown() {
+        const KEY: &str = "q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4k=";
+        let s = resolve(
+            &GlobalArgs::default(),
+            &env(&[
+                ("WALG_LIBSODIUM_KEY", KEY),
+                ("WALG_LIBSODIUM_KEY_TRANSFORM", "base64"),
+            ]),
+        )
+        .unwrap();
+        assert!(s.keys.is_set());
+        let shown = format!("{s:?}");
         assert!(
-            matches!(&e, SettingsError::Refused { setting, .. } if setting.starts_with("WALG_LIBSODIUM_KEY")),
-            "{e}"
+            !shown.contains(KEY) && !shown.contains("q83vASNF"),
+            "{shown}"
         );
+        assert!(!s.plugin_settings.contains_key("WALG_LIBSODIUM_KEY"));
+        assert!(
+            !s.plugin_settings
+                .contains_key("WALG_LIBSODIUM_KEY_TRANSFORM")
+        );
+        // The default transform is WAL-G's `none`: 44 characters of text.
+        let none = resolve(&GlobalArgs::default(), &env(&[("WALG_LIBSODIUM_KEY", KEY)])).unwrap();
+        assert_ne!(none.keys.fingerprints(), s.keys.fingerprints());
+        // A bad key is named, never shown.
+        let e = resolve(
+            &GlobalArgs::default(),
+            &env(&[
+                ("WALG_LIBSODIUM_KEY", "q83vASNFZ4mrze8B"),
+                ("WALG_LIBSODIUM_KEY_TRANSFORM", "base64"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("WALG_LIBSODIUM_KEY (environment)"), "{e}");
+        assert!(!e.contains("q83vASNF") && !e.contains('\n'), "{e}");
+        let both = resolve(
+            &GlobalArgs::default(),
+            &env(&[
+                ("WALG_LIBSODIUM_KEY", KEY),
+                ("WALG_LIBSODIUM_KEY_PATH", "/k"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(both.to_string().contains("not both"), "{both}");
+        for pgp in ["WALG_PGP_KEY", "WALG_PGP_KEY_PATH"] {
+            let e = resolve(&GlobalArgs::default(), &env(&[(pgp, "k")])).unwrap_err();
+            assert!(
+                matches!(&e, SettingsError::Refused { setting, .. } if setting.starts_with(pgp)),
+                "{e}"
+            );
+            assert!(e.to_string().contains("WALG_LIBSODIUM_KEY"), "{e}");
+        }
+    }
+
+    /// A settings file holding the key is a key file: private, or refused.
+    #[test]
+    fn a_key_in_a_readable_settings_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let file = temp_file(
+            "key.json",
+            r#"{"WALG_LIBSODIUM_KEY": "0123456789abcdef0123456789abcdef"}"#,
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = resolve(&with_file(&file), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        assert!(!e.contains("0123456789abcdef"), "{e}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let s = resolve(&with_file(&file), &env(&[])).unwrap();
+        assert!(s.keys.is_set());
+        assert!(!format!("{s:?}").contains("0123456789abcdef"));
     }
 
     /// Issue 24: messages named WALSHIP_LOG_LEVEL for WALG_LOG_LEVEL, and

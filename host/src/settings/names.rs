@@ -80,8 +80,8 @@ const fn ignored(name: &'static str, why: &'static str) -> Known {
 }
 
 const OFF_BOOL: &[&str] = &["false", "0", "no", "off"];
-const NO_ENCRYPTION: &str = "walship has no client-side encryption yet, and storing plaintext where encryption was asked for is worse than not archiving";
-const USE_SERVER_SIDE: &str = "unset it, and encrypt at rest on the storage side (WALG_S3_SSE, a bucket default key) or on the volume";
+const NO_ENCRYPTION: &str = "walship does not encrypt with OpenPGP or a cloud KMS, and storing plaintext (or data no one can read back) where this encryption was asked for is worse than not archiving";
+const USE_LIBSODIUM: &str = "unset it, and encrypt with WALG_LIBSODIUM_KEY or WALG_LIBSODIUM_KEY_PATH (client-side, XChaCha20-Poly1305), or at rest on the storage side (WALG_S3_SSE, a bucket default key)";
 const NO_DELTA: &str = "walship takes full backups only";
 const UNSET_FOR_FULL: &str = "unset it to take full backups";
 
@@ -135,6 +135,22 @@ pub const KNOWN: &[Known] = &[
         "walship: extra trusted CA certificates for https",
     ),
     honoured("WALSHIP_TIMINGS", "walship: print where time went"),
+    secret(honoured(
+        "WALSHIP_ENCRYPTION_KEY",
+        "walship: the encryption key, as WALG_LIBSODIUM_KEY",
+    )),
+    honoured(
+        "WALSHIP_ENCRYPTION_KEY_PATH",
+        "walship: a file holding the encryption key, as WALG_LIBSODIUM_KEY_PATH",
+    ),
+    honoured(
+        "WALSHIP_ENCRYPTION_KEY_TRANSFORM",
+        "walship: as WALG_LIBSODIUM_KEY_TRANSFORM",
+    ),
+    honoured(
+        "WALSHIP_DECRYPTION_KEY_PATHS",
+        "walship: files of older keys (comma-separated), which decrypt but never encrypt: key rotation",
+    ),
     honoured(
         "WALSHIP_UPLOAD_CONCURRENCY",
         "walship: WAL files uploaded at once",
@@ -258,18 +274,20 @@ pub const KNOWN: &[Known] = &[
         "WALG_S3_CA_CERT_FILE",
         "walship: extra trusted CA certificates, for every https backend",
     ),
-    secret(refused(
+    secret(honoured(
         "WALG_LIBSODIUM_KEY",
-        NO_ENCRYPTION,
-        USE_SERVER_SIDE,
+        "walship: the encryption key (docs/archive-format.md); never handed to a plugin",
     )),
-    refused("WALG_LIBSODIUM_KEY_PATH", NO_ENCRYPTION, USE_SERVER_SIDE),
-    ignored(
-        "WALG_LIBSODIUM_KEY_TRANSFORM",
-        "only with WALG_LIBSODIUM_KEY, which is refused",
+    honoured(
+        "WALG_LIBSODIUM_KEY_PATH",
+        "walship: a file holding the encryption key, private to its owner (mode 600)",
     ),
-    secret(refused("WALG_PGP_KEY", NO_ENCRYPTION, USE_SERVER_SIDE)),
-    refused("WALG_PGP_KEY_PATH", NO_ENCRYPTION, USE_SERVER_SIDE),
+    honoured(
+        "WALG_LIBSODIUM_KEY_TRANSFORM",
+        "walship: base64, hex, or none (WAL-G's default: the text, at least 25 bytes, cut or zero-padded to 32)",
+    ),
+    secret(refused("WALG_PGP_KEY", NO_ENCRYPTION, USE_LIBSODIUM)),
+    refused("WALG_PGP_KEY_PATH", NO_ENCRYPTION, USE_LIBSODIUM),
     secret(ignored(
         "WALG_PGP_KEY_PASSPHRASE",
         "only with WALG_PGP_KEY, which is refused",
@@ -277,13 +295,13 @@ pub const KNOWN: &[Known] = &[
     secret(refused(
         "WALG_ENVELOPE_PGP_KEY",
         NO_ENCRYPTION,
-        USE_SERVER_SIDE,
+        USE_LIBSODIUM,
     )),
-    refused("WALG_ENVELOPE_PGP_KEY_PATH", NO_ENCRYPTION, USE_SERVER_SIDE),
+    refused("WALG_ENVELOPE_PGP_KEY_PATH", NO_ENCRYPTION, USE_LIBSODIUM),
     refused(
         "WALG_ENVELOPE_PGP_YC_CSE_KMS_KEY_ID",
         NO_ENCRYPTION,
-        USE_SERVER_SIDE,
+        USE_LIBSODIUM,
     ),
     ignored(
         "WALG_ENVELOPE_PGP_YC_SERVICE_ACCOUNT_KEY_FILE",
@@ -297,14 +315,14 @@ pub const KNOWN: &[Known] = &[
         "WALG_ENVELOPE_CACHE_EXPIRATION",
         "only with envelope encryption, which is refused",
     ),
-    secret(refused("WALG_GPG_KEY_ID", NO_ENCRYPTION, USE_SERVER_SIDE)),
-    secret(refused("WALE_GPG_KEY_ID", NO_ENCRYPTION, USE_SERVER_SIDE)),
-    refused("WALG_CSE_KMS_ID", NO_ENCRYPTION, USE_SERVER_SIDE),
+    secret(refused("WALG_GPG_KEY_ID", NO_ENCRYPTION, USE_LIBSODIUM)),
+    secret(refused("WALE_GPG_KEY_ID", NO_ENCRYPTION, USE_LIBSODIUM)),
+    refused("WALG_CSE_KMS_ID", NO_ENCRYPTION, USE_LIBSODIUM),
     ignored(
         "WALG_CSE_KMS_REGION",
         "only with WALG_CSE_KMS_ID, which is refused",
     ),
-    refused("YC_CSE_KMS_KEY_ID", NO_ENCRYPTION, USE_SERVER_SIDE),
+    refused("YC_CSE_KMS_KEY_ID", NO_ENCRYPTION, USE_LIBSODIUM),
     ignored(
         "YC_SERVICE_ACCOUNT_KEY_FILE",
         "only with Yandex Cloud KMS encryption, which is refused",

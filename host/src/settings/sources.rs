@@ -88,6 +88,15 @@ impl Layer {
         })
     }
 
+    /// Replaces `name`'s value (if set here) with `placeholder`.
+    pub fn redact(&mut self, name: &str, placeholder: &str) {
+        if let Some((_, value)) = self.values.get_mut(name)
+            && !value.is_empty()
+        {
+            *value = placeholder.to_string();
+        }
+    }
+
     /// Every name set (non-empty) in this source.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.values
@@ -118,6 +127,14 @@ impl Sources {
         self.layers()
             .into_iter()
             .find_map(|layer| names.iter().find_map(|n| layer.get(n)))
+    }
+
+    /// Replaces `name`'s value with `placeholder` in every source (a key,
+    /// once it has been read).
+    pub fn redact(&mut self, name: &str, placeholder: &str) {
+        for layer in [&mut self.flags, &mut self.env, &mut self.file] {
+            layer.redact(name, placeholder);
+        }
     }
 
     /// Environment-style settings for plugins and libpq-style names: the
