@@ -172,3 +172,78 @@ fn wrong_credentials_and_unreachable_storage_are_told_apart() {
     failed_with(&out, "storage", "reachable");
     c.stop();
 }
+
+/// A random key in a file only `postgres` may read.
+fn key_file(scratch: &Scratch, name: &str, seed: u64) -> std::path::PathBuf {
+    let hex: String = walship_e2e::random_bytes(32, seed)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = scratch.postgres_file(name, format!("{hex}\n").as_bytes());
+    walship_e2e::scratch::set_mode(&path, 0o600);
+    path
+}
+
+fn with_key(archive: &WalshipArchive, key: &std::path::Path) -> WalshipArchive {
+    archive
+        .clone()
+        .with_env("WALG_LIBSODIUM_KEY_PATH", key.display().to_string())
+        .with_env("WALG_LIBSODIUM_KEY_TRANSFORM", "hex")
+}
+
+/// The keys set are checked against the archive's key fingerprint before
+/// the first push would be refused: the right key passes, another key, no
+/// key, and a key on a plaintext archive each fail the `encryption` line;
+/// no key text is ever printed.
+#[test]
+fn the_key_set_is_checked_against_the_archive() {
+    let scratch = Scratch::new("check-key");
+    let plain = WalshipArchive::file(&scratch, "plain");
+    let sealed = WalshipArchive::file(&scratch, "sealed");
+    let key = key_file(&scratch, "key", 1);
+    let other = key_file(&scratch, "other", 2);
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    let mut c = Cluster::init(&scratch, "pg");
+    c.archive_to(&with_key(&sealed, &key), "on");
+    c.start();
+
+    // The round trip creates the encrypted archive.
+    let out = check(&with_key(&sealed, &key), &c, false);
+    println!("{out}");
+    assert!(out.success(), "{out}");
+    assert!(
+        line(&out, "encryption").contains("sealed with key"),
+        "{out}"
+    );
+    let again = check(&with_key(&sealed, &key), &c, false);
+    println!("{again}");
+    assert!(again.success(), "{again}");
+    assert!(
+        line(&again, "encryption").contains("the archive is encrypted"),
+        "{again}"
+    );
+
+    let out = check(&with_key(&sealed, &other), &c, false);
+    println!("{out}");
+    failed_with(&out, "encryption", "encrypted under key");
+    let out = check(&sealed, &c, false);
+    println!("{out}");
+    failed_with(&out, "encryption", "no encryption key is set");
+
+    // A plaintext archive (one segment pushed by hand), and a key set for it.
+    let pushed = walship_e2e::by_hand::push(&plain, &c, &c.switch_wal());
+    assert!(pushed.success(), "{pushed}");
+    let out = check(&plain, &c, false);
+    println!("{out}");
+    assert!(line(&out, "encryption").starts_with('✓'), "{out}");
+    let out = check(&with_key(&plain, &other), &c, false);
+    println!("{out}");
+    failed_with(&out, "encryption", "is not encrypted");
+    for out in [&out, &again] {
+        assert!(
+            !out.stdout.contains(key_text.trim()),
+            "a key was printed:\n{out}"
+        );
+    }
+    c.stop();
+}

@@ -212,18 +212,21 @@ async fn check_all(ctx: &Context, report: &mut Report) {
                 ),
                 "give this cluster its own prefix",
             ),
-            _ => report.pass(
-                "archive",
-                format!(
-                    "this cluster's (system identifier {}{})",
-                    record.cluster.system_identifier,
-                    record
-                        .archive_id
-                        .as_deref()
-                        .map(|id| format!(", archive id {}", &id[..8.min(id.len())]))
-                        .unwrap_or_default()
-                ),
-            ),
+            _ => {
+                report.pass(
+                    "archive",
+                    format!(
+                        "this cluster's (system identifier {}{})",
+                        record.cluster.system_identifier,
+                        record
+                            .archive_id
+                            .as_deref()
+                            .map(|id| format!(", archive id {}", &id[..8.min(id.len())]))
+                            .unwrap_or_default()
+                    ),
+                );
+                check_encryption(&prefix, Some(&record), &ctx.settings.keys, report);
+            }
         },
         Ok(None) => match foreign_contents(&mut store).await {
             Some(found) => report.fail(
@@ -231,7 +234,10 @@ async fn check_all(ctx: &Context, report: &mut Report) {
                 format!("{prefix} holds no walship archive but is not empty ({found})"),
                 "use an empty prefix for walship",
             ),
-            None => report.pass("archive", "none yet: the first wal-push creates it"),
+            None => {
+                report.pass("archive", "none yet: the first wal-push creates it");
+                check_encryption(&prefix, None, &ctx.settings.keys, report);
+            }
         },
         Err(e) => report.fail(
             "archive",
@@ -249,6 +255,75 @@ async fn check_all(ctx: &Context, report: &mut Report) {
         return;
     };
     check_server(ctx, &mut store, &data_dir, report).await;
+}
+
+/// Whether the keys set open this archive: the same rule wal-push applies
+/// before it stores anything (`archive::check_keys`), said before the first
+/// push rather than by a failing archive_command. Names fingerprints only.
+fn check_encryption(
+    prefix: &str,
+    record: Option<&crate::identity::IdentityRecord>,
+    keys: &crate::crypto::Keys,
+    report: &mut Report,
+) {
+    let sealing = |keys: &crate::crypto::Keys| {
+        keys.current()
+            .map(|k| format!("new objects are sealed with key {}", k.fingerprint()))
+            .unwrap_or_default()
+    };
+    let Some(record) = record else {
+        report.pass(
+            "encryption",
+            if keys.is_set() {
+                format!(
+                    "the first wal-push creates an encrypted archive; {}",
+                    sealing(keys)
+                )
+            } else {
+                "off: the first wal-push creates an unencrypted archive".to_string()
+            },
+        );
+        return;
+    };
+    match crate::archive::check_keys(prefix, record, keys) {
+        Ok(()) => report.pass(
+            "encryption",
+            match record.encryption {
+                Some(fp) => format!(
+                    "the archive is encrypted (key {fp}), a key set opens it; {}",
+                    sealing(keys)
+                ),
+                None => "off (the archive is not encrypted)".to_string(),
+            },
+        ),
+        Err(e) => {
+            use crate::archive::ArchiveError;
+            const SET_THE_KEY: &str = "set WALG_LIBSODIUM_KEY or WALG_LIBSODIUM_KEY_PATH to the archive's key \
+                                       (after a rotation, keep it in WALSHIP_DECRYPTION_KEY_PATHS)";
+            let (what, fix) = match &e {
+                ArchiveError::KeyNeeded { fingerprint, .. } => (
+                    format!(
+                        "the archive is encrypted (key {fingerprint}) and no encryption key is set"
+                    ),
+                    SET_THE_KEY,
+                ),
+                ArchiveError::WrongKey {
+                    fingerprint, have, ..
+                } => (
+                    format!(
+                        "the archive is encrypted under key {fingerprint}; the keys set are {have}"
+                    ),
+                    SET_THE_KEY,
+                ),
+                ArchiveError::NotEncrypted { .. } => (
+                    "the archive is not encrypted, and an encryption key is set".to_string(),
+                    "unset the encryption key, or archive into a new, empty prefix to encrypt",
+                ),
+                other => (other.to_string(), SET_THE_KEY),
+            };
+            report.fail("encryption", what, fix);
+        }
+    }
 }
 
 /// Stores a probe object create-only, tries again (a store that enforces
